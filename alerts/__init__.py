@@ -1,0 +1,1 @@
+"""SiteGuard alerts package."""

@@ -1,0 +1,1 @@
+"""SiteGuard detector package."""

@@ -1,0 +1,1 @@
+"""SiteGuard service package."""

@@ -1,0 +1,3 @@
+from siteguard.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""Fine-tune a YOLO model with Ultralytics, offline, into a self-describing run folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from training.data_yaml import write_resolved
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What `siteguard train` takes; each field maps one-to-one to an Ultralytics train key."""
+
+    data: Path
+    base_weights: Path
+    epochs: int = 50
+    imgsz: int = 640
+    batch: int = 16
+    device: str = "cpu"
+    workers: int = 2
+    fraction: float = 1.0
+    freeze: int | None = None
+    hours: float | None = None
+    close_mosaic: int = 10
+    cache: bool = True
+    seed: int = 0
+    project: Path = Path("runs/train")
+    name: str = "siteguard"
+    resume: bool = False
+
+
+def offline_environment() -> None:
+    """Keep Ultralytics from reaching the network (fonts, assets, hub, telemetry)."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_VERBOSE", "True")
+
+
+def train(options: TrainOptions) -> Path:
+    """Run the fine-tune and return the run folder (weights/best.pt inside)."""
+    offline_environment()
+    if not options.base_weights.is_file():
+        raise FileNotFoundError(f"base weights not found: {options.base_weights}")
+    from ultralytics import YOLO, settings
+
+    settings.update({"sync": False})
+    run_dir = (options.project / options.name).resolve()
+    if options.resume:
+        last = run_dir / "weights" / "last.pt"
+        if not last.is_file():
+            raise FileNotFoundError(f"nothing to resume: {last} does not exist")
+        YOLO(str(last)).train(resume=True)
+        return run_dir
+    data_yaml = write_resolved(options.data, run_dir.parent / f"{options.name}-data")
+    extra: dict = {}
+    if options.freeze is not None:
+        extra["freeze"] = options.freeze
+    if options.hours is not None:
+        extra["time"] = options.hours
+    model = YOLO(str(options.base_weights))
+    model.train(
+        data=str(data_yaml),
+        epochs=options.epochs,
+        imgsz=options.imgsz,
+        batch=options.batch,
+        device=options.device,
+        workers=options.workers,
+        fraction=options.fraction,
+        close_mosaic=options.close_mosaic,
+        cache="ram" if options.cache else False,
+        seed=options.seed,
+        project=str(options.project.resolve()),
+        name=options.name,
+        exist_ok=True,
+        plots=False,
+        **extra,
+    )
+    run_dir = Path(model.trainer.save_dir)
+    (run_dir / "siteguard_train.json").write_text(
+        json.dumps({k: str(v) for k, v in asdict(options).items()}, indent=2)
+    )
+    return run_dir
