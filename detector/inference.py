@@ -1,0 +1,232 @@
+"""ONNX inference for Ultralytics-exported YOLO detectors: letterbox -> run -> decode -> NMS.
+
+No torch: onnxruntime runs the model, numpy decodes the output, OpenCV does NMS. The same class
+runs in the detector loop and in `training/evaluate.py`, so accuracy figures come from the code
+path that runs in production (see docs/contract.md).
+
+Example:
+    >>> det = OnnxDetector("models/siteguard-ppe.onnx", conf=0.25, iou=0.5)
+    >>> [detections] = det.predict([cv2.imread("site.jpg")])
+    >>> detections.data["class_name"]
+    array(['helmet', 'person'], dtype='<U6')
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import supervision as sv
+
+log = logging.getLogger(__name__)
+
+PAD_VALUE = 114  # Ultralytics' letterbox grey
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a frame was fitted into the model input: scale, then (left, top) padding."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+
+    def to_frame(self, xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
+        """Map boxes from model-input pixels back to frame pixels, clipped to the frame."""
+        out = xyxy.copy()
+        out[:, [0, 2]] = (out[:, [0, 2]] - self.pad_x) / self.scale
+        out[:, [1, 3]] = (out[:, [1, 3]] - self.pad_y) / self.scale
+        out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
+        out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
+        return out
+
+
+def letterbox(frame: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping the aspect ratio and pad to `size` (height, width), as Ultralytics does."""
+    height, width = frame.shape[:2]
+    target_h, target_w = size
+    scale = min(target_h / height, target_w / width)
+    new_w, new_h = round(width * scale), round(height * scale)
+    pad_x, pad_y = (target_w - new_w) / 2, (target_h - new_h) / 2
+    if (new_w, new_h) != (width, height):
+        frame = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    top, bottom = round(pad_y - 0.1), round(pad_y + 0.1)
+    left, right = round(pad_x - 0.1), round(pad_x + 0.1)
+    boxed = cv2.copyMakeBorder(
+        frame, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
+    )
+    return boxed, Letterbox(scale=scale, pad_x=float(left), pad_y=float(top))
+
+
+def _parse_names(raw: str | None) -> dict[int, str]:
+    if not raw:
+        raise ValueError("ONNX metadata has no 'names' (export the model with Ultralytics)")
+    try:
+        names = ast.literal_eval(raw)
+    except (ValueError, SyntaxError) as exc:
+        raise ValueError(f"ONNX metadata 'names' is not a dict literal: {raw[:80]!r}") from exc
+    if isinstance(names, list):
+        names = dict(enumerate(names))
+    if not isinstance(names, dict) or not names:
+        raise ValueError(f"ONNX metadata 'names' must be a non-empty dict, got {raw[:80]!r}")
+    return {int(k): str(v) for k, v in names.items()}
+
+
+def _parse_imgsz(raw: str | None, input_shape: Sequence[object]) -> tuple[int, int]:
+    if raw:
+        value = ast.literal_eval(raw)
+        if isinstance(value, int):
+            return (value, value)
+        return (int(value[0]), int(value[1]))
+    height, width = input_shape[2], input_shape[3]
+    if isinstance(height, int) and isinstance(width, int):
+        return (height, width)
+    return (640, 640)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class OnnxDetector:
+    """A YOLO detector exported by Ultralytics to ONNX, run by onnxruntime on the CPU.
+
+    Raises `ValueError` at construction when the file is not a usable detector (unreadable,
+    wrong input/output shape, no class names), so a bad model never reaches the loop.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        conf: float = 0.25,
+        iou: float = 0.5,
+        max_det: int = 300,
+        threads: int = 0,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+    ) -> None:
+        if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
+            raise ValueError(f"conf and iou must be in [0, 1], got conf={conf}, iou={iou}")
+        self.path = Path(model)
+        if not self.path.is_file():
+            raise ValueError(f"model file not found: {self.path}")
+        self.conf, self.iou, self.max_det = conf, iou, max_det
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads > 0:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=list(providers)
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ValueError(f"cannot load ONNX model {self.path}: {exc}") from exc
+        self.sha256 = file_sha256(self.path)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] not in (3, "3"):
+            shapes = [i.shape for i in inputs]
+            raise ValueError(f"{self.path}: expected one input (batch, 3, h, w), got {shapes}")
+        self.input_name = inputs[0].name
+        self.names = _parse_names(meta.get("names"))
+        self.imgsz = _parse_imgsz(meta.get("imgsz"), inputs[0].shape)
+        self.dynamic_batch = not isinstance(inputs[0].shape[0], int)
+        self.task = meta.get("task", "detect")
+        self.version = meta.get("siteguard_version") or f"{self.path.stem}-{self.sha256[:8]}"
+        self.metadata = dict(meta)
+        out_shape = outputs[0].shape
+        expected = 4 + len(self.names)
+        if len(out_shape) != 3 or (isinstance(out_shape[1], int) and out_shape[1] != expected):
+            raise ValueError(
+                f"{self.path}: expected output (batch, {expected}, anchors) for "
+                f"{len(self.names)} classes, got {out_shape}"
+            )
+        self._check_runs()
+
+    def _check_runs(self) -> None:
+        """One run on a blank input: catches models whose real output does not match."""
+        blank = np.zeros((1, 3, *self.imgsz), dtype=np.float32)
+        try:
+            (out,) = self.session.run(None, {self.input_name: blank})[:1]
+        except Exception as exc:
+            raise ValueError(f"{self.path}: test run failed: {exc}") from exc
+        if out.ndim != 3 or out.shape[1] != 4 + len(self.names):
+            raise ValueError(
+                f"{self.path}: output shape {out.shape} does not fit {len(self.names)} classes"
+            )
+
+    def __repr__(self) -> str:
+        return f"OnnxDetector({str(self.path)!r}, version={self.version!r}, imgsz={self.imgsz})"
+
+    def preprocess(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
+        """BGR uint8 frames -> one NCHW float32 RGB blob in [0, 1], plus how each was boxed."""
+        boxed, boxes = [], []
+        for frame in frames:
+            image, box = letterbox(frame, self.imgsz)
+            boxed.append(image)
+            boxes.append(box)
+        blob = cv2.dnn.blobFromImages(boxed, scalefactor=1 / 255.0, swapRB=True)
+        return blob, boxes
+
+    def run(self, blob: np.ndarray) -> np.ndarray:
+        """session.run on a blob, in one call when the batch axis is dynamic."""
+        if self.dynamic_batch or blob.shape[0] == 1:
+            return self.session.run(None, {self.input_name: blob})[0]
+        parts = [
+            self.session.run(None, {self.input_name: blob[i : i + 1]})[0] for i in range(len(blob))
+        ]
+        return np.concatenate(parts)
+
+    def decode(self, output: np.ndarray, box: Letterbox, width: int, height: int) -> sv.Detections:
+        """One frame's raw output (4 + nc, anchors) -> NMS-filtered detections in frame pixels."""
+        preds = output.T  # (anchors, 4 + nc)
+        scores_all = preds[:, 4:]
+        class_ids = scores_all.argmax(axis=1)
+        scores = scores_all[np.arange(len(class_ids)), class_ids]
+        keep = scores >= self.conf
+        if not keep.any():
+            return self._empty()
+        preds, class_ids, scores = preds[keep], class_ids[keep], scores[keep]
+        cx, cy, w, h = preds[:, 0], preds[:, 1], preds[:, 2], preds[:, 3]
+        xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        # Per-class NMS (as Ultralytics does): offset boxes by class so classes never suppress
+        # one another, then one OpenCV call on (x, y, w, h) boxes.
+        offset = class_ids[:, None].astype(np.float32) * 7680.0
+        shifted = xyxy + offset
+        xywh = np.concatenate([shifted[:, :2], shifted[:, 2:] - shifted[:, :2]], axis=1)
+        index = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.conf, self.iou)
+        index = np.asarray(index, dtype=int).reshape(-1)[: self.max_det]
+        frame_xyxy = box.to_frame(xyxy[index], width, height).astype(np.float32)
+        ids = class_ids[index].astype(int)
+        return sv.Detections(
+            xyxy=frame_xyxy,
+            confidence=scores[index].astype(np.float32),
+            class_id=ids,
+            data={"class_name": np.array([self.names.get(i, str(i)) for i in ids], dtype=str)},
+        )
+
+    def _empty(self) -> sv.Detections:
+        detections = sv.Detections.empty()
+        detections.data["class_name"] = np.array([], dtype=str)
+        return detections
+
+    def predict(self, frames: Sequence[np.ndarray]) -> list[sv.Detections]:
+        """Detections for each BGR frame (one onnxruntime call for all when batching is allowed)."""
+        if not frames:
+            return []
+        blob, boxes = self.preprocess(frames)
+        output = self.run(blob)
+        return [
+            self.decode(output[i], boxes[i], frame.shape[1], frame.shape[0])
+            for i, frame in enumerate(frames)
+        ]
