@@ -1,0 +1,134 @@
+"""Service configuration: one pydantic-settings tree, from YAML and `SITEGUARD_*` variables.
+
+Precedence (highest first): keyword arguments, environment (`SITEGUARD_DATA_DIR`,
+`SITEGUARD_DATABASE_URL`, ...), the YAML file, defaults. A bad key fails at start-up with its path::
+
+    settings = load_settings("configs/service.yaml")
+    settings.database_url   # sqlite:///<data_dir>/siteguard.db unless configured
+"""
+
+from __future__ import annotations
+
+import secrets
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+_YAML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("_YAML_DATA", default=None)
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the bad key."""
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Values from the YAML file chosen by `load_settings` (lower priority than the env)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        data = _YAML_DATA.get() or {}
+        return data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_YAML_DATA.get() or {})
+
+
+class ServiceSettings(BaseSettings):
+    """Everything the service reads at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SITEGUARD_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    data_dir: Path = Field(Path("var/service"), description="database, snapshots, model files")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default SQLite in data_dir; postgresql://... for scale"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    public_url: str | None = Field(None, description="base URL used in alert links")
+    secret_key: str | None = Field(None, description="reserved; sessions are random server tokens")
+    session_max_age_s: int = Field(8 * 3600, gt=0)
+    cookie_secure: bool = Field(False, description="set the Secure flag on the session cookie")
+    max_snapshot_bytes: int = Field(2 * 1024 * 1024, gt=0)
+    max_model_bytes: int = Field(512 * 1024 * 1024, gt=0)
+    login_max_failures: int = Field(5, gt=0, description="failures per window before 429")
+    login_window_s: float = Field(300.0, gt=0)
+    retention_days: int = Field(30, ge=1, description="delete snapshots/unreviewed events after")
+    retention_interval_s: float = Field(3600.0, gt=0, description="how often the job runs")
+    camera_offline_after_s: float = Field(120.0, gt=0)
+    alerts_config: Path | None = Field(None, description="alerts YAML; alerts off when unset")
+    event_bus: str = Field("auto", pattern="^(auto|memory|postgres)$")
+    upgrade_db_on_start: bool = True
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    @property
+    def db_url(self) -> str:
+        """The effective SQLAlchemy URL (psycopg 3 driver for PostgreSQL)."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'siteguard.db').resolve()}"
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> ServiceSettings:
+    """Build settings from an optional YAML file, the environment and `overrides`."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        data = loaded.get("service", loaded) if isinstance(loaded.get("service"), dict) else loaded
+    token = _YAML_DATA.set(data)
+    try:
+        return ServiceSettings(**overrides)
+    except ValidationError as exc:
+        where = f"{path}: " if path else ""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{where}invalid service config: {problems}") from exc
+    finally:
+        _YAML_DATA.reset(token)
+
+
+def new_token(nbytes: int = 32) -> str:
+    """A URL-safe random token (sessions, CSRF, API keys)."""
+    return secrets.token_urlsafe(nbytes)

@@ -1,0 +1,251 @@
+"""SQLAlchemy 2.0 models: the service's whole data model in one place.
+
+Times are stored as naive UTC and read back as aware UTC (`UTCDateTime`), the same on SQLite and
+PostgreSQL. Snapshots, frames and model files live in the blob store; rows keep their sha256.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+ROLES = ("viewer", "manager", "trainer", "admin")
+KINDS = ("no_helmet", "no_harness")
+REVIEW_OUTCOMES = ("confirmed", "false_alarm", "unsure")
+VIOLATION_STATUSES = ("unreviewed", *REVIEW_OUTCOMES)
+MODEL_STATUSES = ("candidate", "active", "retired")
+CAMERA_STATES = ("online", "offline", "frozen", "unknown")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware datetimes in, aware UTC out; stored naive UTC so SQLite and PostgreSQL agree."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; pass an aware one")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+user_sites = Table(
+    "user_sites",
+    Base.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("site_id", ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Site(Base):
+    __tablename__ = "sites"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    cameras: Mapped[list[Camera]] = relationship(back_populates="site")
+
+
+class Camera(Base):
+    """A camera; `zones` is a list of {name, polygon, required_ppe}; ids are global."""
+
+    __tablename__ = "cameras"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    zones: Mapped[list[Any]] = mapped_column(default=list)
+    required_ppe: Mapped[list[Any]] = mapped_column(default=lambda: ["helmet"])
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Health, from heartbeats (migration 0002).
+    state: Mapped[str] = mapped_column(String(16), default="unknown", server_default="unknown")
+    fps: Mapped[float | None] = mapped_column(Float)
+    frames_dropped: Mapped[int | None] = mapped_column(Integer)
+    last_frame_at: Mapped[dt.datetime | None]
+    last_heartbeat_at: Mapped[dt.datetime | None]
+    detector_id: Mapped[str | None] = mapped_column(String(64))
+    site: Mapped[Site] = relationship(back_populates="cameras")
+
+
+class Detector(Base):
+    """An edge box, as last seen in a heartbeat (migration 0002)."""
+
+    __tablename__ = "detectors"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Violation(Base):
+    __tablename__ = "violations"
+    __table_args__ = (
+        Index("ix_violations_site_started", "site_id", "started_at"),
+        Index("ix_violations_camera_started", "camera_id", "started_at"),
+        Index("ix_violations_status", "status"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    camera_id: Mapped[str] = mapped_column(ForeignKey("cameras.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    zone: Mapped[str] = mapped_column(String(64), default="site")
+    started_at: Mapped[dt.datetime]
+    ended_at: Mapped[dt.datetime | None]
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    confidence: Mapped[float] = mapped_column(Float)
+    track_id: Mapped[int | None] = mapped_column(Integer)
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    frame_width: Mapped[int | None] = mapped_column(Integer)
+    frame_height: Mapped[int | None] = mapped_column(Integer)
+    boxes: Mapped[list[Any]] = mapped_column(default=list)
+    snapshot_sha256: Mapped[str | None] = mapped_column(String(64))
+    frame_sha256: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="unreviewed")
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    reviews: Mapped[list[Review]] = relationship(
+        back_populates="violation", order_by="Review.id", cascade="all, delete-orphan"
+    )
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    violation_id: Mapped[int] = mapped_column(
+        ForeignKey("violations.id", ondelete="CASCADE"), index=True
+    )
+    outcome: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    violation: Mapped[Violation] = relationship(back_populates="reviews")
+    user: Mapped[User | None] = relationship()
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(128), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    dataset_version: Mapped[str | None] = mapped_column(String(128))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="candidate")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    promoted_at: Mapped[dt.datetime | None]
+    promoted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class TrainingSample(Base):
+    """A reviewed frame with its boxes: what `training/` fetches to fine-tune."""
+
+    __tablename__ = "training_samples"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    violation_id: Mapped[int] = mapped_column(
+        ForeignKey("violations.id", ondelete="CASCADE"), unique=True
+    )
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    boxes: Mapped[list[Any]] = mapped_column(default=list)
+    outcome: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="viewer")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sites: Mapped[list[Site]] = relationship(secondary=user_sites, lazy="selectin")
+
+
+class UserSession(Base):
+    """A web login; the cookie carries a random token, the row only its sha256."""
+
+    __tablename__ = "user_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class ApiKey(Base):
+    """A detector key (bound to a site) or a user token (acts as that user, e.g. training)."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    site_id: Mapped[str | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None]
+    user: Mapped[User | None] = relationship(lazy="joined")
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    site_id: Mapped[str | None] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "Camera",
+    "Detector",
+    "ModelVersion",
+    "Review",
+    "Site",
+    "TrainingSample",
+    "User",
+    "UserSession",
+    "Violation",
+    "user_sites",
+]
