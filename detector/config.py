@@ -1,0 +1,271 @@
+"""The detector's whole configuration: one pydantic tree, loaded from YAML, env overrides.
+
+Every key can be overridden from the environment with the `SITEGUARD_DETECTOR__` prefix and `__`
+between levels, e.g. `SITEGUARD_DETECTOR__SERVICE__API_KEY=...`. Unknown or invalid keys fail at
+start-up with their path (`cameras.0.zones.1.polygon: ...`).
+
+Example:
+    >>> cfg = load_config("configs/detector.example.yaml")
+    >>> cfg.cameras[0].id
+    'gate-1'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "SITEGUARD_DETECTOR__"
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+PPE = Literal["helmet", "harness"]
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message lists every bad key with its path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    path: Path = Path("models/siteguard-ppe.onnx")
+    int8_path: Path | None = None
+    use_int8: bool = False
+    conf: float = Field(0.25, ge=0.0, le=1.0)
+    iou: float = Field(0.5, ge=0.0, le=1.0)
+    threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = all cores")
+    watch: bool = Field(True, description="hot-reload when the model file changes")
+    watch_interval_s: float = Field(5.0, gt=0)
+    follow_promotions: bool = Field(True, description="download the model the service promotes")
+    download_dir: Path = Path("var/detector/models")
+
+    @model_validator(mode="after")
+    def _int8_needs_path(self) -> ModelConfig:
+        if self.use_int8 and self.int8_path is None:
+            raise ValueError("use_int8 is true but int8_path is not set")
+        return self
+
+    @property
+    def active_path(self) -> Path:
+        return self.int8_path if self.use_int8 and self.int8_path else self.path
+
+
+class ServiceConfig(_Strict):
+    url: str = "http://127.0.0.1:8000"
+    api_key: str = ""
+    timeout_s: float = Field(10.0, gt=0)
+    heartbeat_interval_s: float = Field(10.0, gt=0)
+    retry_initial_s: float = Field(1.0, gt=0)
+    retry_max_s: float = Field(60.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+
+class OutboxConfig(_Strict):
+    path: Path = Path("var/detector/outbox.sqlite3")
+
+
+class MotionConfig(_Strict):
+    enabled: bool = True
+    width: int = Field(320, ge=32, description="frames are compared at this width")
+    pixel_delta: int = Field(25, ge=1, le=255, description="grey-level change counted as motion")
+    min_area: float = Field(0.002, ge=0, le=1, description="changed fraction that is motion")
+    keyframe_interval_s: float = Field(5.0, gt=0, description="run inference at least this often")
+
+
+class TrackingConfig(_Strict):
+    lost_track_s: float = Field(2.0, ge=0)
+    activation_conf: float = Field(0.3, ge=0, le=1)
+    high_conf: float = Field(0.5, ge=0, le=1)
+    min_frames: int = Field(1, ge=1)
+    min_iou: float = Field(0.1, ge=0, le=1)
+
+
+class TimeWindow(_Strict):
+    """Rules apply on these days between start and end (end < start crosses midnight)."""
+
+    days: list[str] = Field(default_factory=lambda: list(DAYS))
+    start: dt.time = dt.time(0, 0)
+    end: dt.time = dt.time(23, 59, 59)
+
+    @field_validator("days")
+    @classmethod
+    def _known_days(cls, value: list[str]) -> list[str]:
+        days = [d.lower()[:3] for d in value]
+        bad = [d for d, short in zip(value, days, strict=True) if short not in DAYS]
+        if bad:
+            raise ValueError(f"unknown day(s) {bad}; use {', '.join(DAYS)}")
+        return days
+
+    def contains(self, when: dt.datetime) -> bool:
+        day, clock = DAYS[when.weekday()], when.time()
+        if self.start <= self.end:
+            return day in self.days and self.start <= clock <= self.end
+        if clock >= self.start:
+            return day in self.days
+        yesterday = DAYS[(when.weekday() - 1) % 7]  # the shift began yesterday evening
+        return yesterday in self.days and clock <= self.end
+
+
+class ZoneConfig(_Strict):
+    name: str = Field(min_length=1)
+    polygon: list[tuple[float, float]] = Field(description="frame pixels, at least 3 points")
+    at_height: bool = False
+    requires: list[PPE] | None = Field(None, description="default: helmet, + harness at height")
+    schedule: list[TimeWindow] | None = Field(None, description="default: the camera's")
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon(cls, value: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if len(value) < 3:
+            raise ValueError(f"a polygon needs at least 3 points, got {len(value)}")
+        return value
+
+    @property
+    def required(self) -> set[str]:
+        if self.requires is not None:
+            return set(self.requires)
+        return {"helmet", "harness"} if self.at_height else {"helmet"}
+
+
+class CameraConfig(_Strict):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    source: str = Field(min_length=1, description="rtsp/http URL, video file, webcam index, dir")
+    enabled: bool = True
+    fps: float = Field(5.0, gt=0, description="max frames per second to process")
+    playback_fps: float | None = Field(None, gt=0, description="image folders/files: play rate")
+    image_hold_s: float | None = Field(
+        None, gt=0, description="image folders: show each image this long (repeated frames)"
+    )
+    loop: bool = Field(True, description="video files and image folders restart at the end")
+    frozen_after_s: float = Field(30.0, gt=0)
+    reconnect_initial_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    site_requires: list[PPE] = Field(default_factory=lambda: ["helmet"])
+    zones: list[ZoneConfig] = Field(default_factory=list)
+    schedule: list[TimeWindow] = Field(default_factory=list, description="empty = always")
+
+
+class RulesConfig(_Strict):
+    hold_s: float = Field(2.0, ge=0, description="a violation must hold this long to open")
+    close_after_s: float = Field(5.0, ge=0, description="compliant/gone this long closes it")
+    cooldown_s: float = Field(30.0, ge=0, description="per track, after an episode closes")
+    timezone: str = "UTC"
+    # Class names in the model for each role (the contract maps by name, never by index).
+    bare_head_classes: list[str] = Field(default_factory=lambda: ["head"])
+    helmet_classes: list[str] = Field(default_factory=lambda: ["helmet"])
+    person_classes: list[str] = Field(default_factory=lambda: ["person"])
+    harness_classes: list[str] = Field(default_factory=lambda: ["harness"])
+    no_harness_classes: list[str] = Field(default_factory=lambda: ["no_harness"])
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+class PrivacyConfig(_Strict):
+    blur: bool = Field(True, description="blur heads/faces in snapshots (after inference)")
+    blur_classes: list[str] = Field(default_factory=lambda: ["head", "helmet", "face"])
+    send_raw_frame: bool = Field(True, description="also send the unblurred frame for retraining")
+    jpeg_quality: int = Field(85, ge=10, le=100)
+
+
+class MetricsConfig(_Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
+
+
+class DetectorConfig(BaseSettings):
+    """The root of the tree; `load_config` builds it from a YAML file plus the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    detector_id: str = Field("edge-1", min_length=1)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    max_batch: int = Field(4, ge=1, description="frames per onnxruntime call")
+    cameras: list[CameraConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> DetectorConfig:
+        ids = [c.id for c in self.cameras]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"camera ids must be unique, repeated: {dupes}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the YAML file (passed as init kwargs).
+        return (env_settings, init_settings)
+
+
+def format_errors(exc: ValidationError) -> str:
+    """One line per bad key: `path.to.key: message (got value)`."""
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(part) for part in err["loc"]) or "(root)"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        lines.append(f"{path}: {err['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> DetectorConfig:
+    """Read YAML (optional), apply env overrides, validate. Raises ConfigError with key paths."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        try:
+            text = file.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {file}: {exc.strerror}") from exc
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: invalid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: top level must be a mapping, got {type(data).__name__}")
+    data.update(overrides)
+    try:
+        return DetectorConfig(**data)
+    except ValidationError as exc:
+        where = f"{path}" if path else "config"
+        env = sorted(k for k in os.environ if k.upper().startswith(ENV_PREFIX))
+        hint = f"\n(environment overrides in effect: {', '.join(env)})" if env else ""
+        raise ConfigError(f"{where}: invalid configuration:\n{format_errors(exc)}{hint}") from exc

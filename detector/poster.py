@@ -1,0 +1,186 @@
+"""Sends the outbox to the service (docs/contract.md) with retry and exponential backoff.
+
+Messages go strictly in the order they were written, so an episode's `end` never overtakes its
+`open`. A network error or a 5xx/408/429 answer pauses the queue and retries after a backoff that
+doubles up to `retry_max_s`; a definitive 4xx marks the message dead (kept, logged). The service
+deduplicates by event id, so a message re-sent after a lost answer is stored once.
+
+Example:
+    >>> poster = Poster(ServiceConfig(url="http://127.0.0.1:8000", api_key="k"), outbox)
+    >>> poster.start()          # background thread; poster.wake() after outbox.put()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from detector.config import ServiceConfig
+from detector.outbox import Message, Outbox
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+RETRYABLE = {408, 425, 429}
+# Auth and unknown-camera answers are set-up problems an operator fixes (key, camera list):
+# keep retrying instead of giving up on the event.
+SETUP = {401, 403, 404}
+
+
+class PermanentError(Exception):
+    """The service refused the message for good (4xx other than 408/425/429)."""
+
+
+class Poster:
+    """Drains the outbox in a daemon thread; also sends heartbeats and downloads models."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        outbox: Outbox,
+        on_result: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self._on_result = on_result or (lambda kind, result: None)
+        self._client = httpx.Client(
+            base_url=config.url,
+            headers={"X-API-Key": config.api_key},
+            timeout=config.timeout_s,
+        )
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.backoff_s = 0.0
+        self.last_error: str | None = None
+
+    # -- life cycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="poster", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._client.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            sent_all = self.drain()
+            if self._stop.is_set():
+                return
+            if sent_all:
+                self._wake.wait(1.0)
+                self._wake.clear()
+            else:
+                self._stop.wait(self.backoff_s)
+
+    # -- sending -------------------------------------------------------------------------
+    def drain(self, batch: int = 20) -> bool:
+        """Send what is due; False when the service is unreachable (back off, then retry)."""
+        while not self._stop.is_set():
+            messages = self.outbox.due(limit=batch)
+            if not messages:
+                return True
+            for message in messages:
+                try:
+                    self.send(message)
+                except PermanentError as exc:
+                    log.error(
+                        "event %s: %s refused for good: %s", message.event_id, message.type, exc
+                    )
+                    self.outbox.dead(message.message_id, str(exc))
+                    if message.type == "open":
+                        self.outbox.dead(f"{message.event_id}:end", f"open refused: {exc}")
+                    self._on_result(message.type, "rejected")
+                    continue
+                except (httpx.HTTPError, RetryableError) as exc:
+                    self.backoff_s = min(
+                        max(self.backoff_s * 2, self.config.retry_initial_s),
+                        self.config.retry_max_s,
+                    )
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.warning(
+                        "event %s: %s not delivered (%s); retrying in %.1fs (queue %d)",
+                        message.event_id,
+                        message.type,
+                        self.last_error,
+                        self.backoff_s,
+                        self.outbox.depth(),
+                    )
+                    self.outbox.retry_later(message.message_id, 0.0, self.last_error)
+                    self._on_result(message.type, "failed")
+                    return False
+                self.outbox.done(message.message_id)
+                self.backoff_s, self.last_error = 0.0, None
+                self._on_result(message.type, "posted")
+        return True
+
+    def send(self, message: Message) -> None:
+        if message.type == "open":
+            files: dict[str, Any] = {
+                "event": (None, json.dumps(message.payload), "application/json")
+            }
+            if message.snapshot:
+                files["snapshot"] = ("snapshot.jpg", message.snapshot, "image/jpeg")
+            if message.frame:
+                files["frame"] = ("frame.jpg", message.frame, "image/jpeg")
+            response = self._client.post(f"{API}/violations", files=files)
+            _check(response, retry=SETUP)
+        else:
+            # Its `open` was acknowledged before (strict order), so 404 means that open was
+            # refused for good: nothing to close.
+            response = self._client.post(
+                f"{API}/violations/{message.event_id}/end", json=message.payload
+            )
+            _check(response, retry={401, 403})
+
+    def heartbeat(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """POST a heartbeat; returns the reply's `active_model` (or None). Raises on failure."""
+        response = self._client.post(f"{API}/heartbeats", json=payload)
+        _check(response)
+        try:
+            return response.json().get("active_model")
+        except (ValueError, AttributeError):
+            return None
+
+    def download(self, url: str, dest: Path) -> Path:
+        """Stream a file (a promoted model) to `dest` via a temporary name."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(dest.suffix + ".part")
+        with self._client.stream("GET", url, timeout=max(self.config.timeout_s, 120)) as response:
+            _check(response)
+            with tmp.open("wb") as handle:
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+        tmp.replace(dest)
+        return dest
+
+
+class RetryableError(Exception):
+    """The service answered but asked to try again later (5xx, 408, 429)."""
+
+
+def _check(response: httpx.Response, retry: set[int] | frozenset[int] = frozenset()) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    try:
+        response.read()
+        detail = response.text[:300]
+    except httpx.HTTPError:
+        detail = ""
+    if status >= 500 or status in RETRYABLE or status in retry:
+        raise RetryableError(f"HTTP {status}: {detail}")
+    raise PermanentError(f"HTTP {status}: {detail}")

@@ -1,0 +1,295 @@
+"""The detector loop: cameras -> motion gate -> batched inference -> tracking -> rules -> outbox.
+
+One inference thread serves every camera (two CPU cores do not gain from more); each camera has
+its own reader thread, so a slow or broken camera only ever affects itself. Per-camera work is
+isolated: an exception is logged and counted for that camera and the others carry on.
+
+Example:
+    >>> runner = Runner(load_config("configs/detector.yaml"))
+    >>> runner.start()
+    >>> runner.run_forever()      # until Ctrl-C / runner.request_stop()
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import supervision as sv
+
+from detector.config import CameraConfig, DetectorConfig
+from detector.evidence import boxes_payload, render_evidence
+from detector.inference import OnnxDetector
+from detector.metrics import DetectorMetrics
+from detector.motion import MotionGate
+from detector.outbox import Outbox
+from detector.poster import Poster
+from detector.reload import ModelManager
+from detector.rules import RuleEngine, RuleEvent
+from detector.sources import CameraReader, Frame
+from detector.tracking import WorkerTracker
+
+log = logging.getLogger(__name__)
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat()
+
+
+@dataclass
+class CameraPipeline:
+    """Everything the loop keeps per camera."""
+
+    config: CameraConfig
+    reader: CameraReader
+    gate: MotionGate
+    tracker: WorkerTracker
+    rules: RuleEngine
+    last_seq: int = 0
+    next_due: float = 0.0
+    last_tracked: sv.Detections | None = None
+    dropped_reported: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {"processed": 0, "skipped": 0})
+
+
+class Runner:
+    def __init__(self, config: DetectorConfig, metrics: DetectorMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or DetectorMetrics()
+        self.models = ModelManager(
+            config.model,
+            on_result=lambda r: self.metrics.model_reloads.labels(r).inc(),
+            on_swap=self._on_swap,
+        )
+        self.outbox = Outbox(config.outbox.path)
+        self.poster = Poster(config.service, self.outbox, on_result=self.metrics.on_post_result)
+        self._frame_ready = threading.Event()
+        self._stop = threading.Event()
+        self._heartbeat_thread: threading.Thread | None = None
+        self._metrics_server = None
+        self.heartbeat_ok: bool | None = None
+        rules = config.rules
+        head_classes = set(rules.bare_head_classes) | set(rules.helmet_classes)
+        self.cameras: dict[str, CameraPipeline] = {}
+        for cam in config.cameras:
+            if not cam.enabled:
+                continue
+            engine = RuleEngine(cam, rules)
+            engine.set_model_classes(set(self.models.current.names.values()))
+            self.cameras[cam.id] = CameraPipeline(
+                config=cam,
+                reader=CameraReader(cam, on_frame=self._on_frame),
+                gate=MotionGate(config.motion),
+                tracker=WorkerTracker(config.tracking, head_classes, set(rules.person_classes)),
+                rules=engine,
+            )
+
+    # -- life cycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        if self.config.metrics.enabled:
+            self._metrics_server = self.metrics.serve(
+                self.config.metrics.host, self.config.metrics.port
+            )
+        for pipe in self.cameras.values():
+            pipe.reader.start()
+        self.poster.start()
+        self.models.start_watching()
+        self._heartbeat_thread = threading.Thread(
+            target=self._heartbeat_loop, name="heartbeat", daemon=True
+        )
+        self._heartbeat_thread.start()
+        log.info(
+            "detector %s: %d camera(s), model %s",
+            self.config.detector_id,
+            len(self.cameras),
+            self.models.current.version,
+        )
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._frame_ready.set()
+
+    def stop(self) -> None:
+        """Close open episodes (queued as `end`), stop threads; the outbox keeps the rest."""
+        self.request_stop()
+        for pipe in self.cameras.values():
+            pipe.reader.stop(timeout=2.0)
+            for event in pipe.rules.close_all():
+                self._queue_end(event)
+        self.models.stop()
+        self.poster.wake()
+        self.poster.stop(timeout=5.0)
+        if self._heartbeat_thread is not None:
+            self._heartbeat_thread.join(2.0)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+        self.outbox.close()
+
+    def run_forever(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self.step() == 0:
+                    self._frame_ready.wait(0.05)
+                    self._frame_ready.clear()
+        finally:
+            self.stop()
+
+    # -- one pass over the cameras ---------------------------------------------------------
+    def _on_frame(self, camera_id: str) -> None:
+        self.metrics.frames_read.labels(camera_id).inc()
+        self._frame_ready.set()
+
+    def _on_swap(self, detector: OnnxDetector) -> None:
+        for pipe in getattr(self, "cameras", {}).values():
+            pipe.rules.set_model_classes(set(detector.names.values()))
+
+    def step(self) -> int:
+        """Take the newest frame of each due camera, infer the moving ones in one batch."""
+        now = time.monotonic()
+        to_infer: list[tuple[CameraPipeline, Frame]] = []
+        handled = 0
+        for pipe in self.cameras.values():
+            self._report_drops(pipe)
+            if now < pipe.next_due:
+                continue
+            frame = pipe.reader.latest(pipe.last_seq)
+            if frame is None:
+                continue
+            pipe.last_seq = frame.seq
+            pipe.next_due = now + 1.0 / pipe.config.fps
+            handled += 1
+            try:
+                if pipe.gate.should_infer(frame.image, frame.timestamp):
+                    to_infer.append((pipe, frame))
+                else:
+                    pipe.counts["skipped"] += 1
+                    self.metrics.frames_skipped.labels(pipe.config.id).inc()
+                    if pipe.last_tracked is not None:
+                        self._apply_rules(pipe, frame, pipe.last_tracked)
+            except Exception:
+                self._camera_failed(pipe)
+        max_batch = self.config.max_batch
+        for start in range(0, len(to_infer), max_batch):
+            self._infer(to_infer[start : start + max_batch])
+        return handled
+
+    def _infer(self, batch: list[tuple[CameraPipeline, Frame]]) -> None:
+        detector = self.models.current  # swapped between calls, never during one
+        started = time.perf_counter()
+        try:
+            results = detector.predict([frame.image for _, frame in batch])
+        except Exception:
+            if len(batch) == 1:
+                self._camera_failed(batch[0][0])
+                return
+            for item in batch:  # isolate the camera whose frame broke the batch
+                self._infer([item])
+            return
+        self.metrics.inference_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(len(batch))
+        for (pipe, frame), detections in zip(batch, results, strict=True):
+            try:
+                pipe.counts["processed"] += 1
+                self.metrics.frames_processed.labels(pipe.config.id).inc()
+                tracked = pipe.tracker.update(detections, timestamp=frame.timestamp)
+                pipe.last_tracked = tracked
+                self._apply_rules(pipe, frame, tracked)
+            except Exception:
+                self._camera_failed(pipe)
+
+    def _camera_failed(self, pipe: CameraPipeline) -> None:
+        self.metrics.camera_errors.labels(pipe.config.id).inc()
+        log.exception("camera %s: processing failed; other cameras continue", pipe.config.id)
+
+    def _report_drops(self, pipe: CameraPipeline) -> None:
+        dropped = pipe.reader.frames_dropped
+        if dropped > pipe.dropped_reported:
+            self.metrics.frames_dropped.labels(pipe.config.id).inc(dropped - pipe.dropped_reported)
+            pipe.dropped_reported = dropped
+
+    # -- events --------------------------------------------------------------------------
+    def _apply_rules(self, pipe: CameraPipeline, frame: Frame, tracked: sv.Detections) -> None:
+        for event in pipe.rules.update(tracked, frame.timestamp):
+            if event.type == "open":
+                self._queue_open(event, frame, tracked)
+            else:
+                self._queue_end(event)
+
+    def _queue_open(self, event: RuleEvent, frame: Frame, tracked: sv.Detections) -> None:
+        ep = event.episode
+        height, width = frame.image.shape[:2]
+        payload: dict[str, Any] = {
+            "event_id": ep.event_id,
+            "camera_id": ep.camera_id,
+            "kind": ep.kind,
+            "zone": ep.zone,
+            "started_at": iso(ep.started_at),
+            "ended_at": None,
+            "duration_s": ep.duration_s,
+            "confidence": round(ep.confidence, 4),
+            "track_id": ep.track_id,
+            "model_version": self.models.current.version,
+            "frame_width": width,
+            "frame_height": height,
+            "boxes": boxes_payload(tracked),
+        }
+        snapshot, raw = render_evidence(frame.image, tracked, self.config.privacy, event.box_index)
+        self.outbox.put("open", ep.event_id, payload, snapshot=snapshot, frame=raw)
+        self.metrics.violations.labels(ep.camera_id, ep.kind).inc()
+        self.metrics.outbox_depth.set(self.outbox.depth())
+        self.poster.wake()
+
+    def _queue_end(self, event: RuleEvent) -> None:
+        ep = event.episode
+        payload = {"ended_at": iso(ep.ended_at), "duration_s": ep.duration_s}
+        self.outbox.put("end", ep.event_id, payload)
+        self.poster.wake()
+
+    # -- heartbeats ----------------------------------------------------------------------
+    def heartbeat_payload(self) -> dict[str, Any]:
+        cameras = []
+        for camera_id, pipe in self.cameras.items():
+            state = pipe.reader.state
+            self.metrics.set_camera_state(camera_id, state)
+            cameras.append(
+                {
+                    "camera_id": camera_id,
+                    "state": state,
+                    "fps": round(pipe.reader.fps, 2),
+                    "last_frame_at": iso(pipe.reader.last_frame_at),
+                    "frames_dropped": pipe.reader.frames_dropped,
+                }
+            )
+        return {
+            "detector_id": self.config.detector_id,
+            "model_version": self.models.current.version,
+            "cameras": cameras,
+        }
+
+    def send_heartbeat(self) -> None:
+        self.metrics.outbox_depth.set(self.outbox.depth())
+        try:
+            active = self.poster.heartbeat(self.heartbeat_payload())
+        except Exception as exc:
+            if self.heartbeat_ok is not False:
+                log.warning("heartbeat failed: %s", exc)
+            self.heartbeat_ok = False
+            return
+        if self.heartbeat_ok is False:
+            log.info("heartbeat delivered again")
+        self.heartbeat_ok = True
+        self.models.apply_announcement(active, self.poster.download)
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.send_heartbeat()
+            except Exception:
+                log.exception("heartbeat loop error")
+            self._stop.wait(self.config.service.heartbeat_interval_s)

@@ -1,0 +1,73 @@
+"""Tracking of workers across frames, so one worker gives one violation episode.
+
+Uses the `trackers` package's ByteTrack (Roboflow; numpy + scipy, no torch). Heads and helmets
+are tracked together as one "head" subject, because the same worker's head flips between the two
+classes as they put a helmet on or take it off; persons are tracked separately. Each group keeps
+its own ByteTrack so a head box never steals a person's track id.
+
+Example:
+    >>> tracker = WorkerTracker(TrackingConfig(), head_classes={"head", "helmet"},
+    ...                         person_classes={"person"})
+    >>> tracked = tracker.update(detections, timestamp=12.5)   # tracker_id filled in
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import supervision as sv
+from trackers import ByteTrackTracker
+
+from detector.config import TrackingConfig
+
+GROUPS = ("head", "person", "other")
+
+
+class WorkerTracker:
+    """ByteTrack per group of classes; returns all detections with `tracker_id` (-1 = none).
+
+    Track ids are made unique across groups by an offset per group.
+    """
+
+    ID_STRIDE = 1_000_000
+
+    def __init__(
+        self, config: TrackingConfig, head_classes: set[str], person_classes: set[str]
+    ) -> None:
+        self.config = config
+        self.head_classes = head_classes
+        self.person_classes = person_classes
+        self._trackers = {group: self._new_tracker() for group in GROUPS}
+
+    def _new_tracker(self) -> ByteTrackTracker:
+        return ByteTrackTracker(
+            lost_track_buffer=max(1, round(self.config.lost_track_s * 30)),
+            frame_rate=30.0,
+            track_activation_threshold=self.config.activation_conf,
+            minimum_consecutive_frames=self.config.min_frames,
+            minimum_iou_threshold=self.config.min_iou,
+            high_conf_det_threshold=self.config.high_conf,
+        )
+
+    def _group_of(self, names: np.ndarray) -> np.ndarray:
+        groups = np.full(len(names), "other", dtype=object)
+        groups[np.isin(names, list(self.head_classes))] = "head"
+        groups[np.isin(names, list(self.person_classes))] = "person"
+        return groups
+
+    def update(self, detections: sv.Detections, timestamp: float) -> sv.Detections:
+        names = detections.data.get("class_name", np.array([], dtype=str))
+        groups = self._group_of(np.asarray(names))
+        parts = []
+        for offset, group in enumerate(GROUPS):
+            subset = detections[groups == group]
+            tracked = self._trackers[group].update(subset, timestamp=timestamp)
+            ids = np.asarray(tracked.tracker_id if tracked.tracker_id is not None else [], int)
+            tracked.tracker_id = np.where(ids >= 0, ids + offset * self.ID_STRIDE, -1)
+            if len(tracked):
+                parts.append(tracked)
+        if not parts:
+            empty = sv.Detections.empty()
+            empty.tracker_id = np.array([], dtype=int)
+            empty.data["class_name"] = np.array([], dtype=str)
+            return empty
+        return sv.Detections.merge(parts)
