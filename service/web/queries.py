@@ -1,0 +1,491 @@
+"""Read-side queries for the dashboard pages, always scoped to the sites a user may see.
+
+Each function does one or two index-friendly queries (violations by `site_id, started_at`, status
+by `ix_violations_status`), pages with LIMIT/OFFSET + 1 row instead of counting, and returns
+plain dataclasses so templates never trigger lazy loads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.orm import Session
+
+from service.models import (
+    AuditEntry,
+    Camera,
+    ModelVersion,
+    Review,
+    Site,
+    TrainingSample,
+    User,
+    Violation,
+)
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class AlertFilters:
+    """The alert list's filters, as parsed from the query string (times aware UTC)."""
+
+    site: str | None = None
+    camera: str | None = None
+    kind: str | None = None
+    status: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    event_id: str
+    site_id: str
+    site_name: str
+    camera_id: str
+    camera_name: str
+    zone: str
+    kind: str
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    duration_s: float | None
+    confidence: float
+    model_version: str | None
+    status: str
+    has_snapshot: bool
+    snapshot_url: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The same shape the live stream sends, for the page's JavaScript."""
+        return {
+            "event_id": self.event_id,
+            "site_id": self.site_id,
+            "site_name": self.site_name,
+            "camera_id": self.camera_id,
+            "camera_name": self.camera_name,
+            "zone": self.zone,
+            "kind": self.kind,
+            "started_at": self.started_at.isoformat(),
+            "duration_s": self.duration_s,
+            "confidence": self.confidence,
+            "model_version": self.model_version,
+            "status": self.status,
+            "snapshot_url": self.snapshot_url,
+        }
+
+
+def snapshot_url(event_id: str) -> str:
+    """Where the backend serves a violation's snapshot (site-checked and audited there)."""
+    return f"/api/v1/violations/{event_id}/snapshot"
+
+
+def _alert_row(v: Violation, site_name: str, camera_name: str) -> AlertRow:
+    return AlertRow(
+        event_id=v.event_id,
+        site_id=v.site_id,
+        site_name=site_name,
+        camera_id=v.camera_id,
+        camera_name=camera_name,
+        zone=v.zone,
+        kind=v.kind,
+        started_at=v.started_at,
+        ended_at=v.ended_at,
+        duration_s=v.duration_s,
+        confidence=v.confidence,
+        model_version=v.model_version,
+        status=v.status,
+        has_snapshot=v.snapshot_sha256 is not None,
+        snapshot_url=snapshot_url(v.event_id) if v.snapshot_sha256 else None,
+    )
+
+
+def visible_sites(session: Session, site_ids: Sequence[str] | None) -> list[Site]:
+    """Sites by name; `site_ids=None` means every site (admin/trainer)."""
+    stmt = select(Site).order_by(Site.name)
+    if site_ids is not None:
+        stmt = stmt.where(Site.id.in_(list(site_ids)))
+    return list(session.scalars(stmt))
+
+
+def visible_cameras(session: Session, site_ids: Sequence[str] | None) -> list[Camera]:
+    stmt = select(Camera).order_by(Camera.site_id, Camera.name)
+    if site_ids is not None:
+        stmt = stmt.where(Camera.site_id.in_(list(site_ids)))
+    return list(session.scalars(stmt))
+
+
+def _scope(stmt: Any, site_ids: Sequence[str] | None) -> Any:
+    return stmt if site_ids is None else stmt.where(Violation.site_id.in_(list(site_ids)))
+
+
+def list_alerts(
+    session: Session,
+    site_ids: Sequence[str] | None,
+    filters: AlertFilters,
+    *,
+    page: int = 1,
+    page_size: int = PAGE_SIZE,
+) -> tuple[list[AlertRow], bool]:
+    """One page of violations, newest first, and whether an older page exists."""
+    stmt = (
+        select(Violation, Site.name, Camera.name)
+        .join(Site, Site.id == Violation.site_id)
+        .join(Camera, Camera.id == Violation.camera_id)
+    )
+    stmt = _scope(stmt, site_ids)
+    if filters.site:
+        stmt = stmt.where(Violation.site_id == filters.site)
+    if filters.camera:
+        stmt = stmt.where(Violation.camera_id == filters.camera)
+    if filters.kind:
+        stmt = stmt.where(Violation.kind == filters.kind)
+    if filters.status:
+        stmt = stmt.where(Violation.status == filters.status)
+    if filters.since:
+        stmt = stmt.where(Violation.started_at >= filters.since)
+    if filters.until:
+        stmt = stmt.where(Violation.started_at < filters.until)
+    stmt = (
+        stmt.order_by(Violation.started_at.desc(), Violation.id.desc())
+        .limit(page_size + 1)
+        .offset((page - 1) * page_size)
+    )
+    rows = [_alert_row(v, site_name, cam_name) for v, site_name, cam_name in session.execute(stmt)]
+    return rows[:page_size], len(rows) > page_size
+
+
+@dataclass(frozen=True)
+class Kpis:
+    today: int
+    unreviewed_today: int
+    false_alarms_7d: int
+    confirmed_rate_7d: float | None
+
+
+def kpis(session: Session, site_ids: Sequence[str] | None, day_start: dt.datetime) -> Kpis:
+    """Headline counts: today's alerts (in the viewer's time zone) and the 7-day review mix."""
+    week_start = day_start - dt.timedelta(days=6)
+    stmt = _scope(
+        select(
+            Violation.status,
+            func.count(),
+            func.sum(case((Violation.started_at >= day_start, 1), else_=0)),
+        )
+        .where(Violation.started_at >= week_start)
+        .group_by(Violation.status),
+        site_ids,
+    )
+    today = unreviewed = false_alarms = confirmed = 0
+    for status, count, count_today in session.execute(stmt):
+        count_today = int(count_today or 0)
+        today += count_today
+        if status == "unreviewed":
+            unreviewed += count_today
+        elif status == "false_alarm":
+            false_alarms += count
+        elif status == "confirmed":
+            confirmed += count
+    decided = confirmed + false_alarms
+    return Kpis(today, unreviewed, false_alarms, confirmed / decided if decided else None)
+
+
+@dataclass(frozen=True)
+class ReviewView:
+    outcome: str
+    comment: str
+    username: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class AlertDetail:
+    row: AlertRow
+    track_id: int | None
+    frame_width: int | None
+    frame_height: int | None
+    boxes: list[dict[str, Any]]
+    reviews: list[ReviewView] = field(default_factory=list)
+
+
+def alert_detail(
+    session: Session, site_ids: Sequence[str] | None, event_id: str
+) -> AlertDetail | None:
+    """A violation with its boxes and review history, or None when unknown or out of scope."""
+    stmt = _scope(
+        select(Violation, Site.name, Camera.name)
+        .join(Site, Site.id == Violation.site_id)
+        .join(Camera, Camera.id == Violation.camera_id)
+        .where(Violation.event_id == event_id),
+        site_ids,
+    )
+    found = session.execute(stmt).first()
+    if found is None:
+        return None
+    v, site_name, cam_name = found
+    reviews = session.execute(
+        select(Review, User.username)
+        .outerjoin(User, User.id == Review.user_id)
+        .where(Review.violation_id == v.id)
+        .order_by(Review.id.desc())
+    )
+    return AlertDetail(
+        row=_alert_row(v, site_name, cam_name),
+        track_id=v.track_id,
+        frame_width=v.frame_width,
+        frame_height=v.frame_height,
+        boxes=[b for b in (v.boxes or []) if isinstance(b, dict)],
+        reviews=[
+            ReviewView(r.outcome, r.comment or "", username or "—", r.created_at)
+            for r, username in reviews
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class CameraView:
+    camera_id: str
+    name: str
+    site_name: str
+    state: str
+    fps: float | None
+    last_frame_at: dt.datetime | None
+    detector_id: str | None
+    violations_today: int
+    zones: list[Any]
+
+
+def cameras_overview(
+    session: Session, site_ids: Sequence[str] | None, day_start: dt.datetime
+) -> list[CameraView]:
+    counts = dict(
+        session.execute(
+            _scope(
+                select(Violation.camera_id, func.count())
+                .where(Violation.started_at >= day_start)
+                .group_by(Violation.camera_id),
+                site_ids,
+            )
+        ).all()
+    )
+    stmt = select(Camera, Site.name).join(Site, Site.id == Camera.site_id)
+    if site_ids is not None:
+        stmt = stmt.where(Camera.site_id.in_(list(site_ids)))
+    stmt = stmt.order_by(Site.name, Camera.name)
+    return [
+        CameraView(
+            camera_id=c.id,
+            name=c.name,
+            site_name=site_name,
+            state=c.state or "unknown",
+            fps=c.fps,
+            last_frame_at=c.last_frame_at,
+            detector_id=c.detector_id,
+            violations_today=int(counts.get(c.id, 0)),
+            zones=list(c.zones or []),
+        )
+        for c, site_name in session.execute(stmt)
+    ]
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    version: str
+    status: str
+    dataset_version: str | None
+    dataset_size: int | None
+    worker_accuracy: float | None
+    map50: float | None
+    field_precision: float | None
+    reviewed: int
+    created_at: dt.datetime
+    promoted_at: dt.datetime | None
+    promoted_by: str | None
+
+
+def _number(metrics: dict[str, Any], *paths: str) -> float | None:
+    """The first numeric value found at one of the dotted `paths` in a metrics dict."""
+    for path in paths:
+        node: Any = metrics
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, int | float) and not isinstance(node, bool):
+            return float(node)
+    return None
+
+
+def field_precision(
+    session: Session, site_ids: Sequence[str] | None
+) -> dict[str | None, tuple[int, int]]:
+    """Per model version: (confirmed, false alarms) from managers' reviews."""
+    stmt = _scope(
+        select(Violation.model_version, Violation.status, func.count())
+        .where(Violation.status.in_(("confirmed", "false_alarm")))
+        .group_by(Violation.model_version, Violation.status),
+        site_ids,
+    )
+    out: dict[str | None, list[int]] = defaultdict(lambda: [0, 0])
+    for version, status, count in session.execute(stmt):
+        out[version][0 if status == "confirmed" else 1] += int(count)
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def model_rows(session: Session, site_ids: Sequence[str] | None) -> list[ModelRow]:
+    """Every registered model version, oldest first, with benchmark and field figures."""
+    field = field_precision(session, site_ids)
+    users = dict(session.execute(select(User.id, User.username)).all())
+    rows = []
+    for m in session.scalars(select(ModelVersion).order_by(ModelVersion.created_at)):
+        metrics = m.metrics or {}
+        confirmed, false_alarms = field.get(m.version, (0, 0))
+        reviewed = confirmed + false_alarms
+        rows.append(
+            ModelRow(
+                version=m.version,
+                status=m.status,
+                dataset_version=m.dataset_version,
+                dataset_size=_int(
+                    _number(
+                        metrics,
+                        "dataset.images",
+                        "dataset_size",
+                        "dataset.train_images",
+                        "benchmark.train_images",
+                    )
+                ),
+                worker_accuracy=_number(metrics, "benchmark.worker_accuracy", "worker_accuracy"),
+                map50=_number(metrics, "benchmark.map50", "map50"),
+                field_precision=confirmed / reviewed if reviewed else None,
+                reviewed=reviewed,
+                created_at=m.created_at,
+                promoted_at=m.promoted_at,
+                promoted_by=users.get(m.promoted_by) if m.promoted_by else None,
+            )
+        )
+    return rows
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class AuditView:
+    at: dt.datetime
+    actor: str
+    action: str
+    target: str | None
+    detail: dict[str, Any]
+
+
+def promotion_history(session: Session, limit: int = 50) -> list[AuditView]:
+    """Model promotions and rollbacks from the audit log, newest first."""
+    stmt = (
+        select(AuditEntry)
+        .where(
+            or_(
+                AuditEntry.action.like("model%promot%"),
+                AuditEntry.action.like("model%rollback%"),
+                and_(AuditEntry.action.like("%promot%"), AuditEntry.target.is_not(None)),
+            )
+        )
+        .order_by(AuditEntry.at.desc())
+        .limit(limit)
+    )
+    return [
+        AuditView(a.at, a.actor, a.action, a.target, a.detail or {}) for a in session.scalars(stmt)
+    ]
+
+
+@dataclass
+class ReportRow:
+    period: str
+    group: str
+    total: int = 0
+    confirmed: int = 0
+    false_alarms: int = 0
+    unsure: int = 0
+    unreviewed: int = 0
+    trend: list[int] = field(default_factory=list)
+
+    @property
+    def confirmed_rate(self) -> float | None:
+        decided = self.confirmed + self.false_alarms
+        return self.confirmed / decided if decided else None
+
+
+GROUPS = ("site", "camera", "zone", "kind")
+
+
+def compliance_report(
+    session: Session,
+    site_ids: Sequence[str] | None,
+    *,
+    since: dt.datetime,
+    tz: dt.tzinfo,
+    period: str,
+    group: str,
+    site: str | None = None,
+) -> list[ReportRow]:
+    """Counts per period (local day or ISO week) and group, newest period first.
+
+    Buckets are computed in Python from four narrow columns: time-zone-correct on SQLite and
+    PostgreSQL alike, and ~10 ms for 10 000 rows.
+    """
+    if group not in GROUPS:
+        raise ValueError(f"group must be one of {GROUPS}")
+    group_col = {
+        "site": Site.name,
+        "camera": Camera.name,
+        "zone": Violation.zone,
+        "kind": Violation.kind,
+    }[group]
+    stmt = (
+        select(Violation.started_at, group_col, Violation.status)
+        .join(Site, Site.id == Violation.site_id)
+        .join(Camera, Camera.id == Violation.camera_id)
+        .where(Violation.started_at >= since)
+    )
+    stmt = _scope(stmt, site_ids)
+    if site:
+        stmt = stmt.where(Violation.site_id == site)
+    table: dict[tuple[str, str], ReportRow] = {}
+    daily: dict[str, Counter[dt.date]] = defaultdict(Counter)
+    for started_at, key, status in session.execute(stmt):
+        local = started_at.astimezone(tz)
+        label = _period_label(local.date(), period)
+        key = str(key)
+        row = table.get((label, key))
+        if row is None:
+            row = table[(label, key)] = ReportRow(label, key)
+        row.total += 1
+        if status == "confirmed":
+            row.confirmed += 1
+        elif status == "false_alarm":
+            row.false_alarms += 1
+        elif status == "unsure":
+            row.unsure += 1
+        else:
+            row.unreviewed += 1
+        daily[key][local.date()] += 1
+    today = dt.datetime.now(tz).date()
+    days = [today - dt.timedelta(days=i) for i in range(13, -1, -1)]
+    for row in table.values():
+        row.trend = [daily[row.group][d] for d in days]
+    rows = sorted(table.values(), key=lambda r: (-r.total, r.group))
+    return sorted(rows, key=lambda r: r.period, reverse=True)
+
+
+def _period_label(day: dt.date, period: str) -> str:
+    if period == "weekly":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    return day.isoformat()
+
+
+def sample_count(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(TrainingSample)) or 0)

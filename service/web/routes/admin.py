@@ -1,0 +1,112 @@
+"""Administration pages: users, sites, cameras with a zone editor, API keys.
+
+The pages only read; every change goes through the backend's JSON admin API (validated,
+CSRF-checked and audited there) from `static/js/admin.js`, so there is one write path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.deps import get_db
+from service.models import ROLES, ApiKey, Camera, Site, User, Violation
+from service.web import queries
+from service.web.access import has_role, page_user
+from service.web.i18n import client_messages, translator
+from service.web.templating import render, request_lang
+
+router = APIRouter()
+
+API = {
+    "users": "/api/v1/users",
+    "sites": "/api/v1/sites",
+    "cameras": "/api/v1/cameras",
+    "keys": "/api/v1/api-keys",
+}
+DEFAULT_FRAME = (1280, 720)
+
+
+def _forbidden(request: Request, user: User) -> Response:
+    t = translator(request_lang(request))
+    return render(request, "error.html", user, status_code=403, message=t("common.forbidden"))
+
+
+@router.get("/admin", response_class=HTMLResponse, include_in_schema=False)
+def admin_page(
+    request: Request, user: User = Depends(page_user), db: Session = Depends(get_db)
+) -> Response:
+    if not has_role(user, "admin"):
+        return _forbidden(request, user)
+    users = list(db.scalars(select(User).order_by(User.username)))
+    keys = list(db.scalars(select(ApiKey).order_by(ApiKey.created_at.desc())))
+    return render(
+        request,
+        "admin/index.html",
+        user,
+        nav="admin",
+        users=users,
+        sites=queries.visible_sites(db, None),
+        cameras=queries.visible_cameras(db, None),
+        keys=keys,
+        roles=ROLES,
+        api=API,
+    )
+
+
+def _camera_frame(db: Session, camera_id: str) -> tuple[str | None, int, int]:
+    """The newest snapshot of a camera (to draw zones on) and its frame size."""
+    v = db.scalars(
+        select(Violation)
+        .where(Violation.camera_id == camera_id)
+        .order_by(Violation.started_at.desc())
+        .limit(1)
+    ).first()
+    if v is None:
+        return None, *DEFAULT_FRAME
+    width, height = v.frame_width or DEFAULT_FRAME[0], v.frame_height or DEFAULT_FRAME[1]
+    url = queries.snapshot_url(v.event_id) if v.snapshot_sha256 else None
+    return url, width, height
+
+
+@router.get(
+    "/admin/cameras/{camera_id}/zones", response_class=HTMLResponse, include_in_schema=False
+)
+def zone_editor_page(
+    request: Request,
+    camera_id: str,
+    user: User = Depends(page_user),
+    db: Session = Depends(get_db),
+) -> Response:
+    if not has_role(user, "admin"):
+        return _forbidden(request, user)
+    camera = db.get(Camera, camera_id) if len(camera_id) <= 64 else None
+    if camera is None:
+        t = translator(request_lang(request))
+        return render(request, "error.html", user, status_code=404, message=t("common.not_found"))
+    snapshot, width, height = _camera_frame(db, camera.id)
+    site = db.get(Site, camera.site_id)
+    editor: dict[str, Any] = {
+        "camera_id": camera.id,
+        "api_url": f"{API['cameras']}/{camera.id}",
+        "zones": list(camera.zones or []),
+        "width": width,
+        "height": height,
+        "messages": client_messages(request_lang(request), ("admin.zone",)),
+    }
+    return render(
+        request,
+        "admin/zones.html",
+        user,
+        nav="admin",
+        camera=camera,
+        site=site,
+        snapshot=snapshot,
+        width=width,
+        height=height,
+        editor=editor,
+    )

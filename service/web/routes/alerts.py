@@ -1,0 +1,140 @@
+"""The live alert list and the alert detail page."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+
+from service.deps import get_db
+from service.models import KINDS, VIOLATION_STATUSES, User
+from service.web import queries
+from service.web.access import page_user, scope
+from service.web.i18n import client_messages, translator
+from service.web.templating import render, request_lang, request_tz
+
+router = APIRouter()
+
+STREAM_URL = "/api/v1/stream"
+REVIEW_URL = "/api/v1/violations/{id}/review"
+
+
+class BadFilter(ValueError):
+    """A query-string value the page cannot use (shown as a 400 page)."""
+
+
+def parse_local(value: str | None, tz: dt.tzinfo, name: str) -> dt.datetime | None:
+    """A `datetime-local` value (no offset) read in the viewer's time zone, or an ISO time."""
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise BadFilter(f"{name}: not a date/time: {value!r}") from exc
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)).astimezone(dt.UTC)
+
+
+def day_start(tz: dt.tzinfo) -> dt.datetime:
+    """Midnight today in the viewer's time zone, as UTC."""
+    now = dt.datetime.now(tz)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
+
+
+def _filters(request: Request, tz: dt.tzinfo, site_ids: list[str] | None) -> queries.AlertFilters:
+    q = request.query_params
+    kind, status = q.get("kind") or None, q.get("status") or None
+    if kind and kind not in KINDS:
+        raise BadFilter(f"kind must be one of {', '.join(KINDS)}")
+    if status and status not in VIOLATION_STATUSES:
+        raise BadFilter(f"status must be one of {', '.join(VIOLATION_STATUSES)}")
+    site = q.get("site") or None
+    if site and site_ids is not None and site not in site_ids:
+        raise BadFilter("no access to that site")
+    return queries.AlertFilters(
+        site=site,
+        camera=(q.get("camera") or None),
+        kind=kind,
+        status=status,
+        since=parse_local(q.get("since"), tz, "since"),
+        until=parse_local(q.get("until"), tz, "until"),
+    )
+
+
+@router.get("/alerts", response_class=HTMLResponse, include_in_schema=False)
+def alerts_page(
+    request: Request,
+    page: int = Query(1, ge=1, le=10_000),
+    user: User = Depends(page_user),
+    db: Session = Depends(get_db),
+) -> Response:
+    tz_name, tz = request_tz(request)
+    site_ids = scope(user)
+    try:
+        filters = _filters(request, tz, site_ids)
+    except BadFilter as exc:
+        return render(request, "error.html", user, status_code=400, message=str(exc))
+    rows, has_more = queries.list_alerts(db, site_ids, filters, page=page)
+    raw = {k: request.query_params.get(k, "") for k in ("site", "camera", "kind", "status")}
+    raw |= {k: request.query_params.get(k, "") for k in ("since", "until")}
+
+    def query(**changes: Any) -> str:
+        return urlencode({k: v for k, v in (raw | changes).items() if v})
+
+    lang = request_lang(request)
+    page_config = {
+        "stream_url": STREAM_URL,
+        "review_url": REVIEW_URL,
+        "can_review": user.role != "viewer",
+        "page": page,
+        "page_size": queries.PAGE_SIZE,
+        "filters": {k: raw[k] for k in ("site", "camera", "kind", "status")},
+        "since_iso": filters.since.isoformat() if filters.since else None,
+        "until_iso": filters.until.isoformat() if filters.until else None,
+        "messages": client_messages(
+            lang, ("kind.", "status.", "alerts.", "common.snapshot", "common.no_snapshot")
+        ),
+    }
+    return render(
+        request,
+        "alerts.html",
+        user,
+        nav="alerts",
+        violations=rows,
+        has_more=has_more,
+        page=page,
+        query=query,
+        filters=raw,
+        sites=queries.visible_sites(db, site_ids),
+        cameras=queries.visible_cameras(db, site_ids),
+        kinds=KINDS,
+        statuses=VIOLATION_STATUSES,
+        kpis=queries.kpis(db, site_ids, day_start(tz)),
+        page_config=page_config,
+    )
+
+
+@router.get("/alerts/{event_id}", response_class=HTMLResponse, include_in_schema=False)
+def alert_detail_page(
+    request: Request,
+    event_id: str,
+    user: User = Depends(page_user),
+    db: Session = Depends(get_db),
+) -> Response:
+    detail = queries.alert_detail(db, scope(user), event_id) if len(event_id) <= 64 else None
+    if detail is None:
+        t = translator(request_lang(request))
+        return render(request, "error.html", user, status_code=404, message=t("common.not_found"))
+    return render(
+        request,
+        "alert_detail.html",
+        user,
+        nav="alerts",
+        d=detail,
+        v=detail.row,
+        review_url=REVIEW_URL.replace("{id}", detail.row.event_id),
+        outcomes=("confirmed", "false_alarm", "unsure"),
+    )

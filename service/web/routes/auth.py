@@ -1,0 +1,88 @@
+"""Login, logout and the language switch."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from service.deps import AppState, get_db, get_state
+from service.security import csrf_protect, login, logout, optional_user
+from service.web.i18n import LANG_COOKIE, LANGUAGES, translator
+from service.web.templating import render, request_lang
+
+router = APIRouter()
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site relative paths; anything else (//evil, http://...) goes to /alerts."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/alerts"
+    return target
+
+
+@router.get("/login", response_class=HTMLResponse, include_in_schema=False)
+def login_page(
+    request: Request, next: str | None = None, out: int = 0, db: Session = Depends(get_db)
+) -> Response:
+    if optional_user(request, db) is not None:
+        return RedirectResponse(safe_next(next), 303)
+    notice = translator(request_lang(request))("login.logged_out") if out else None
+    return render(request, "login.html", None, next_url=safe_next(next), notice=notice)
+
+
+@router.post("/login", include_in_schema=False)
+def login_submit(
+    request: Request,
+    username: str = Form("", max_length=64),
+    password: str = Form("", max_length=256),
+    next: str = Form("/alerts", max_length=2000),
+    db: Session = Depends(get_db),
+    state: AppState = Depends(get_state),
+) -> Response:
+    target = safe_next(next)
+    response = RedirectResponse(target, 303)
+    try:
+        login(request, response, db, state, username, password)
+    except HTTPException as exc:
+        t = translator(request_lang(request))
+        message = t("login.throttled") if exc.status_code == 429 else t("login.failed")
+        page = render(
+            request,
+            "login.html",
+            None,
+            status_code=exc.status_code,
+            error=message,
+            username=username,
+            next_url=target,
+        )
+        if exc.headers:
+            page.headers.update(exc.headers)
+        return page
+    return response
+
+
+@router.post("/logout", include_in_schema=False)
+def logout_submit(
+    request: Request,
+    _user: object = Depends(csrf_protect),
+    db: Session = Depends(get_db),
+    state: AppState = Depends(get_state),
+) -> Response:
+    response = RedirectResponse("/login?out=1", 303)
+    logout(request, response, db, state)
+    return response
+
+
+@router.get("/lang", include_in_schema=False)
+def switch_language(code: str, next: str | None = None) -> Response:
+    """Remember the chosen UI language in a cookie (a preference, not server state)."""
+    response = RedirectResponse(safe_next(next), 303)
+    if code in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, samesite="lax", path="/")
+    return response
+
+
+@router.get("/", include_in_schema=False)
+def home() -> Response:
+    return RedirectResponse("/alerts", 303)

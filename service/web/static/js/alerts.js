@@ -1,0 +1,188 @@
+/* Live alerts panel: SSE stream -> new rows on top, visual + optional sound cue, j/k/c/f/u keys. */
+(function () {
+  "use strict";
+  var cfg = JSON.parse(document.getElementById("page-config").textContent);
+  var msg = cfg.messages;
+  var tbody = document.getElementById("alert-rows");
+  var empty = document.getElementById("alerts-empty");
+  var statusEl = document.getElementById("live-status");
+  var soundToggle = document.getElementById("sound-toggle");
+  var baseTitle = document.title;
+  var unseen = 0;
+  var selected = null;
+
+  soundToggle.checked = localStorage.getItem("sg_sound") === "1";
+  soundToggle.addEventListener("change", function () {
+    localStorage.setItem("sg_sound", soundToggle.checked ? "1" : "0");
+    if (soundToggle.checked) beep();
+  });
+
+  function t(key) { return msg[key] || key; }
+
+  function setLive(state) {
+    statusEl.setAttribute("data-state", state);
+    statusEl.querySelector("[data-label]").textContent =
+      state === "open" ? t("alerts.live") : state === "error" ? t("alerts.disconnected") : t("alerts.connecting");
+  }
+
+  var audioCtx = null;
+  function beep() {
+    try {
+      audioCtx = audioCtx || new (window.AudioContext || window.webkitAudioContext)();
+      var osc = audioCtx.createOscillator(), gain = audioCtx.createGain();
+      osc.type = "sine"; osc.frequency.value = 880;
+      gain.gain.setValueAtTime(0.0001, audioCtx.currentTime);
+      gain.gain.exponentialRampToValueAtTime(0.25, audioCtx.currentTime + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, audioCtx.currentTime + 0.35);
+      osc.connect(gain).connect(audioCtx.destination);
+      osc.start(); osc.stop(audioCtx.currentTime + 0.4);
+    } catch (e) { /* audio not allowed yet: the visual cue still shows */ }
+  }
+
+  // Does a live violation belong on this page (page 1, same filters)?
+  function matches(v) {
+    var f = cfg.filters;
+    if (cfg.page !== 1) return false;
+    if (f.site && String(v.site_id) !== String(f.site)) return false;
+    if (f.camera && v.camera_id !== f.camera) return false;
+    if (f.kind && v.kind !== f.kind) return false;
+    if (f.status && v.status !== f.status) return false;
+    if (cfg.until_iso && new Date(v.started_at) > new Date(cfg.until_iso)) return false;
+    if (cfg.since_iso && new Date(v.started_at) < new Date(cfg.since_iso)) return false;
+    return true;
+  }
+
+  function field(row, name) { return row.querySelector('[data-field="' + name + '"]'); }
+
+  function setStatus(row, status) {
+    var el = field(row, "status") || row.querySelector(".c-status .badge");
+    el.className = "badge status-" + status;
+    el.textContent = t("status." + status);
+    el.setAttribute("data-field", "status");
+  }
+
+  function renderRow(v) {
+    var row = document.getElementById("row-template").content.firstElementChild.cloneNode(true);
+    var href = "/alerts/" + encodeURIComponent(v.event_id);
+    row.setAttribute("data-id", v.event_id);
+    row.setAttribute("data-href", href);
+    var thumb = field(row, "thumb");
+    if (v.snapshot_url) {
+      thumb.src = v.snapshot_url;
+      thumb.alt = t("common.snapshot") + " " + v.camera_id;
+    } else {
+      var div = document.createElement("div");
+      div.className = "thumb empty"; div.textContent = t("common.no_snapshot");
+      thumb.replaceWith(div);
+    }
+    var time = field(row, "time");
+    time.setAttribute("datetime", v.started_at);
+    time.textContent = SG.formatTime(v.started_at);
+    field(row, "ago").textContent = t("status.new");
+    var cam = field(row, "camera");
+    cam.href = href; cam.textContent = v.camera_name || v.camera_id;
+    field(row, "site").textContent = v.site_name || "";
+    field(row, "zone").textContent = v.zone || "—";
+    var kind = field(row, "kind");
+    kind.className = "badge kind-" + v.kind; kind.textContent = t("kind." + v.kind);
+    field(row, "duration").textContent = SG.formatDuration(v.duration_s);
+    var pct = Math.round((v.confidence || 0) * 100);
+    field(row, "confbar").style.width = pct + "%";
+    field(row, "conf").textContent = pct + "%";
+    field(row, "model").textContent = v.model_version || "—";
+    setStatus(row, v.status || "unreviewed");
+    return row;
+  }
+
+  function bump(id, delta) {
+    var el = document.getElementById(id);
+    if (el && /^\d+$/.test(el.textContent.trim())) el.textContent = String(Number(el.textContent) + delta);
+  }
+
+  function onViolation(v) {
+    if (document.querySelector('#alert-rows tr[data-id="' + CSS.escape(v.event_id) + '"]')) return;
+    bump("kpi-today", 1); bump("kpi-open", 1);
+    if (!matches(v)) return;
+    var row = renderRow(v);
+    tbody.insertBefore(row, tbody.firstChild);
+    empty.hidden = true;
+    while (tbody.rows.length > cfg.page_size) tbody.deleteRow(tbody.rows.length - 1);
+    if (document.hidden) { unseen += 1; document.title = "(" + unseen + ") " + baseTitle; }
+    if (soundToggle.checked) beep();
+  }
+
+  function onReviewed(r) {
+    var row = document.querySelector('#alert-rows tr[data-id="' + CSS.escape(r.event_id) + '"]');
+    if (row) setStatus(row, r.status || r.outcome);
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) { unseen = 0; document.title = baseTitle; }
+  });
+
+  function connect() {
+    var es = new EventSource(cfg.stream_url, { withCredentials: true });
+    es.addEventListener("open", function () { setLive("open"); });
+    es.addEventListener("error", function () { setLive("error"); });
+    function handle(kind, data) {
+      var payload;
+      try { payload = JSON.parse(data); } catch (e) { return; }
+      var type = kind !== "message" ? kind : payload.type;
+      var body = payload.violation || payload.data || payload;
+      if (type === "violation" || type === "violation.created") onViolation(body);
+      else if (type === "review" || type === "violation.reviewed") onReviewed(body);
+    }
+    ["violation", "violation.created", "review", "violation.reviewed", "message"].forEach(function (name) {
+      es.addEventListener(name, function (ev) { handle(name, ev.data); });
+    });
+  }
+  connect();
+
+  // Selection + keyboard review
+  function rows() { return Array.prototype.slice.call(tbody.rows); }
+  function select(row) {
+    if (!row) return;
+    if (selected) selected.setAttribute("aria-selected", "false");
+    selected = row;
+    row.setAttribute("aria-selected", "true");
+    row.focus({ preventScroll: true });
+    row.scrollIntoView({ block: "nearest" });
+  }
+  function move(delta) {
+    var list = rows();
+    if (!list.length) return;
+    var i = selected ? list.indexOf(selected) : -1;
+    select(list[Math.max(0, Math.min(list.length - 1, i + delta))] || list[0]);
+  }
+  function review(outcome) {
+    if (!selected || !cfg.can_review) return;
+    var row = selected, id = row.getAttribute("data-id");
+    SG.postJSON(cfg.review_url.replace("{id}", encodeURIComponent(id)), { outcome: outcome })
+      .then(function (resp) {
+        if (resp.ok) { setStatus(row, outcome); move(1); }
+        else { row.classList.add("fresh"); }
+      });
+  }
+
+  tbody.addEventListener("click", function (ev) {
+    var row = ev.target.closest("tr");
+    if (!row) return;
+    if (ev.target.closest("a")) return;
+    if (selected === row) { window.location = row.getAttribute("data-href"); } else { select(row); }
+  });
+  tbody.addEventListener("dblclick", function (ev) {
+    var row = ev.target.closest("tr");
+    if (row) window.location = row.getAttribute("data-href");
+  });
+
+  document.addEventListener("keydown", function (ev) {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    var tag = (ev.target.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "select" || tag === "textarea") return;
+    var keys = { j: function () { move(1); }, k: function () { move(-1); },
+      c: function () { review("confirmed"); }, f: function () { review("false_alarm"); },
+      u: function () { review("unsure"); },
+      Enter: function () { if (selected) window.location = selected.getAttribute("data-href"); } };
+    if (keys[ev.key]) { ev.preventDefault(); keys[ev.key](); }
+  });
+})();
