@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -25,6 +27,243 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="siteguard")
     p.add_argument("--resume", action="store_true", help="resume runs/train/NAME from last.pt")
     p.set_defaults(handler=_train)
+    _register_evaluate(subparsers)
+    _register_export(subparsers)
+    _register_model_card(subparsers)
+    _register_dataset(subparsers)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the errors a user can fix (bad paths, labels, class maps, models) into CliError."""
+    from siteguard.cli import CliError
+
+    try:
+        yield
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="accuracy of a model (.onnx via the detector, or .pt) on a dataset split"
+    )
+    p.add_argument("--model", type=Path, required=True, help="model .onnx or .pt")
+    p.add_argument("--data", type=Path, required=True, help="Ultralytics data YAML")
+    p.add_argument("--split", default="test", help="train, val or test (default: test)")
+    p.add_argument("--class-map", default=None, help="dataset=model names, e.g. hat=helmet")
+    p.add_argument("--imgsz", type=int, default=None, help="default: the model's own")
+    p.add_argument("--conf", type=float, default=0.25, help="operating threshold (worker figures)")
+    p.add_argument("--map-conf", type=float, default=0.001, help="threshold for mAP")
+    p.add_argument("--nms-iou", type=float, default=0.5)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
+    p.add_argument("--ultralytics-val", action="store_true", help="add Ultralytics' val figures")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
+    p.set_defaults(handler=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from training.evaluate import EvalOptions, evaluate
+
+    with _user_errors():
+        figures = evaluate(
+            EvalOptions(
+                model=args.model,
+                data=args.data,
+                split=args.split,
+                class_map=args.class_map,
+                imgsz=args.imgsz,
+                conf=args.conf,
+                map_conf=args.map_conf,
+                nms_iou=args.nms_iou,
+                batch=args.batch,
+                limit=args.limit,
+                ultralytics_val=args.ultralytics_val,
+            )
+        )
+    text = json.dumps(figures, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    if args.json:
+        print(text)
+    else:
+        print(_summary(figures))
+    return 0
+
+
+def _summary(f: dict) -> str:
+    lines = [
+        f"{f['model']} on {f['split']} ({f['images']} images): mAP50 {f['map50']:.3f}  "
+        f"mAP50-95 {f['map50_95']:.3f}",
+        f"worker accuracy {f['worker_accuracy']:.3f} ({f['workers']} workers, "
+        f"{f['false_alarms']} false alarms)  violation precision {f['violation_precision']:.3f}"
+        f"  recall {f['violation_recall']:.3f}",
+    ]
+    for name, row in f["per_class"].items():
+        lines.append(
+            f"  {name:<10} AP50 {row['ap50']:.3f}  P {row['precision']:.3f}  "
+            f"R {row['recall']:.3f}  ({row['instances']} boxes)"
+        )
+    return "\n".join(lines)
+
+
+def _register_export(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("export", help="trained .pt -> ONNX with metadata (and int8)")
+    p.add_argument("--weights", type=Path, required=True, help="Ultralytics .pt checkpoint")
+    p.add_argument("--imgsz", type=int, default=None, help="default: the training image size")
+    p.add_argument("--out", type=Path, default=Path("models/siteguard-ppe.onnx"))
+    p.add_argument("--model-version", default=None, help="default: OUT stem + UTC date/time")
+    p.add_argument("--dataset-version", default=None, help="default: from the training run")
+    p.add_argument("--int8", action="store_true", help="also write OUT-int8.onnx")
+    p.add_argument("--calib", type=Path, default=None, help="images folder or data YAML")
+    p.add_argument("--calib-images", type=int, default=200)
+    p.add_argument("--eval-data", type=Path, default=None, help="evaluate on this data YAML")
+    p.add_argument("--eval-split", default="test")
+    p.add_argument("--class-map", default=None, help="for evaluation, dataset=model names")
+    p.add_argument("--eval-limit", type=int, default=None, help="evaluate N images only")
+    p.set_defaults(handler=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from training.export import ExportOptions, export
+
+    with _user_errors():
+        result = export(
+            ExportOptions(
+                weights=args.weights,
+                out=args.out,
+                imgsz=args.imgsz,
+                model_version=args.model_version,
+                dataset_version=args.dataset_version,
+                int8=args.int8,
+                calib=args.calib,
+                calib_images=args.calib_images,
+                eval_data=args.eval_data,
+                eval_split=args.eval_split,
+                class_map=args.class_map,
+                eval_limit=args.eval_limit,
+            )
+        )
+    print(f"onnx: {result.onnx} ({result.onnx.stat().st_size / 1e6:.1f} MB)")
+    if result.evaluation:
+        print(_summary(result.evaluation))
+    if result.int8:
+        print(f"int8: {result.int8} ({result.int8.stat().st_size / 1e6:.1f} MB)")
+    if result.int8_evaluation:
+        print(_summary(result.int8_evaluation))
+        delta = ", ".join(f"{k} {v:+.2f}" for k, v in result.delta.items())
+        print(f"int8 - fp32 (points): {delta}")
+    return 0
+
+
+def _register_model_card(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("model-card", help="write the markdown model card of an ONNX model")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--eval", type=Path, default=None, help="default: MODEL.eval.json")
+    p.add_argument("--int8", type=Path, default=None, help="the int8 variant, to compare")
+    p.add_argument("--run", type=Path, default=None, help="training run folder")
+    p.add_argument("--out", type=Path, default=Path("models/MODEL_CARD.md"))
+    p.add_argument("--timing-frames", type=int, default=20, help="0 skips the timing run")
+    p.set_defaults(handler=_model_card)
+
+
+def _model_card(args: argparse.Namespace) -> int:
+    from training.model_card import CardOptions, write_card
+
+    with _user_errors():
+        out = write_card(
+            CardOptions(
+                model=args.model,
+                out=args.out,
+                evaluation=args.eval,
+                int8=args.int8,
+                run=args.run,
+                timing_frames=args.timing_frames,
+            )
+        )
+    print(f"model card: {out}")
+    return 0
+
+
+def _register_dataset(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("dataset", help="import, merge and describe dataset versions")
+    sub = p.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
+    imp = sub.add_parser("import", help="YOLO / COCO / VOC -> a new dataset version (symlinks)")
+    imp.add_argument("source", type=Path, help="YOLO data.yaml or folder; COCO/VOC images folder")
+    imp.add_argument("--out", type=Path, required=True, help="new dataset folder")
+    imp.add_argument("--format", choices=("yolo", "coco", "voc"), default="yolo")
+    imp.add_argument("--annotations", type=Path, default=None, help="COCO JSON / VOC XML folder")
+    imp.add_argument("--split", default="train", help="split for COCO/VOC images")
+    imp.add_argument("--class-map", default=None, help="e.g. hat=helmet,no_hat=head,dog=-")
+    imp.add_argument("--name", default=None, help="default: the folder name")
+    imp.set_defaults(handler=_dataset_import)
+    merge = sub.add_parser("merge", help="base + new samples -> a new dataset version")
+    merge.add_argument("--base", type=Path, required=True, help="data.yaml or dataset folder")
+    merge.add_argument("--add", type=Path, action="append", required=True, help="repeatable")
+    merge.add_argument("--out", type=Path, required=True)
+    merge.add_argument("--name", default=None)
+    merge.set_defaults(handler=_dataset_merge)
+    info = sub.add_parser("info", help="version, classes and counts of a dataset")
+    info.add_argument("source", type=Path, help="data.yaml or dataset folder")
+    info.add_argument("--json", action="store_true", help="print the manifest without files")
+    info.set_defaults(handler=_dataset_info)
+
+
+def _print_manifest(manifest: dict, as_json: bool = False) -> None:
+    import json
+
+    if as_json:
+        print(json.dumps({k: v for k, v in manifest.items() if k != "files"}, indent=2))
+        return
+    print(f"{manifest['name']}  version {manifest['version']}")
+    if manifest.get("parents"):
+        print(f"parents: {', '.join(manifest['parents'])}")
+    print(f"classes: {', '.join(manifest['classes'])}")
+    for split, row in manifest["splits"].items():
+        boxes = ", ".join(f"{k} {v}" for k, v in row["boxes"].items())
+        print(f"  {split:<5} {row['images']:>6} images  {boxes}")
+
+
+def _dataset_import(args: argparse.Namespace) -> int:
+    from training.datasets import import_dataset
+
+    with _user_errors():
+        manifest = import_dataset(
+            args.source,
+            args.out,
+            fmt=args.format,
+            class_map=args.class_map,
+            name=args.name,
+            annotations=args.annotations,
+            split=args.split,
+        )
+    _print_manifest(manifest)
+    print(f"data: {args.out / 'data.yaml'}")
+    return 0
+
+
+def _dataset_merge(args: argparse.Namespace) -> int:
+    from training.datasets import merge_datasets
+
+    with _user_errors():
+        manifest = merge_datasets(args.base, args.add, args.out, name=args.name)
+    _print_manifest(manifest)
+    print(f"data: {args.out / 'data.yaml'}")
+    return 0
+
+
+def _dataset_info(args: argparse.Namespace) -> int:
+    from training.datasets import dataset_info
+
+    with _user_errors():
+        manifest = dataset_info(args.source)
+    _print_manifest(manifest, args.json)
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -48,6 +287,7 @@ def _train(args: argparse.Namespace) -> int:
         name=args.name,
         resume=args.resume,
     )
-    run_dir = train(options)
+    with _user_errors():
+        run_dir = train(options)
     print(f"run folder: {run_dir}")
     return 0

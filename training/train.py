@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from training.data_yaml import write_resolved
+from training.manifest import dataset_version
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ def train(options: TrainOptions) -> Path:
         YOLO(str(last)).train(resume=True)
         return run_dir
     data_yaml = write_resolved(options.data, run_dir.parent / f"{options.name}-data")
+    version = dataset_version(options.data)  # recorded so export can stamp it into the model
     extra: dict = {}
     if options.freeze is not None:
         extra["freeze"] = options.freeze
@@ -78,7 +80,7 @@ def train(options: TrainOptions) -> Path:
         **extra,
     )
     run_dir = Path(model.trainer.save_dir)
-    (run_dir / "siteguard_train.json").write_text(
-        json.dumps({k: str(v) for k, v in asdict(options).items()}, indent=2)
-    )
+    record = {k: str(v) for k, v in asdict(options).items()}
+    record["dataset_version"] = version
+    (run_dir / "siteguard_train.json").write_text(json.dumps(record, indent=2))
     return run_dir

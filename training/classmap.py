@@ -1,0 +1,88 @@
+"""Our class vocabulary and the `--class-map` that renames a dataset's classes into it.
+
+`head` is a head WITHOUT a helmet (a violation), `helmet` a head wearing a hard hat; the detector
+maps detections to PPE state by these names, never by index (see docs/contract.md).
+
+Example:
+    >>> mapping = parse_class_map("hat=helmet,no_hat=head,dog=-")
+    >>> resolve_names(["hat", "no_hat", "dog"], mapping)
+    {0: 1, 1: 0, 2: None}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+# Canonical order: a class keeps its id across every dataset version we write.
+OUR_CLASSES: tuple[str, ...] = ("head", "helmet", "person", "harness", "no_harness", "vest")
+DROP = "-"  # `--class-map dog=-` drops a source class
+
+
+class ClassMapError(ValueError):
+    """A class map names a class we do not know, or a source class is left unmapped."""
+
+
+def parse_class_map(text: str | None) -> dict[str, str]:
+    """Parse `a=b,c=d` into {source: target}; target must be one of ours or `-` (drop)."""
+    mapping: dict[str, str] = {}
+    if not text:
+        return mapping
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        source, sep, target = item.partition("=")
+        source, target = source.strip(), target.strip()
+        if not sep or not source or not target:
+            raise ClassMapError(f"class map entry {item!r} is not of the form source=target")
+        if target != DROP and target not in OUR_CLASSES:
+            raise ClassMapError(
+                f"class map entry {item!r}: unknown target class {target!r}; "
+                f"ours are {', '.join(OUR_CLASSES)} (or '-' to drop)"
+            )
+        if source in mapping and mapping[source] != target:
+            raise ClassMapError(f"class map maps {source!r} twice")
+        mapping[source] = target
+    return mapping
+
+
+def resolve_names(
+    source_names: Sequence[str] | Mapping[int, str],
+    mapping: Mapping[str, str],
+    targets: Sequence[str] = OUR_CLASSES,
+) -> dict[int, int | None]:
+    """Source class id -> target class id (index into `targets`), None for dropped classes.
+
+    A source name maps through `mapping` when listed there, else to itself; a name that is
+    neither mapped nor one of `targets` is an error that says how to fix it.
+    """
+    names = dict(enumerate(source_names)) if not isinstance(source_names, Mapping) else source_names
+    unknown_keys = set(mapping) - set(names.values())
+    if unknown_keys:
+        raise ClassMapError(
+            f"class map names source classes not in the dataset: {', '.join(sorted(unknown_keys))}"
+            f" (dataset classes: {', '.join(names.values())})"
+        )
+    index = {name: i for i, name in enumerate(targets)}
+    result: dict[int, int | None] = {}
+    unmapped = []
+    for source_id, name in names.items():
+        target = mapping.get(name, name)
+        if target == DROP:
+            result[int(source_id)] = None
+        elif target in index:
+            result[int(source_id)] = index[target]
+        elif name in mapping:
+            raise ClassMapError(
+                f"class {name!r} maps to {target!r}, which is not a class here "
+                f"({', '.join(targets)})"
+            )
+        else:
+            unmapped.append(name)
+    if unmapped:
+        raise ClassMapError(
+            f"dataset classes {', '.join(repr(n) for n in unmapped)} are not ours "
+            f"({', '.join(targets)}); map each to one of ours, e.g. --class-map "
+            f"{unmapped[0]}=<ours>, or drop it with {unmapped[0]}=-"
+        )
+    return result

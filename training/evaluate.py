@@ -1,0 +1,265 @@
+"""`siteguard evaluate`: accuracy of a model on a dataset split, as the JSON in docs/contract.md.
+
+One inference pass per image at a low confidence threshold (`map_conf`, 0.001) feeds:
+
+- mAP50, mAP50-95 and per-class AP50 from `supervision.metrics.MeanAveragePrecision`
+  (COCO-style 101-point interpolation, IoU 0.50:0.05:0.95, up to 300 detections per image and
+  class, as Ultralytics' val keeps), over the classes that have ground truth;
+- per-class precision and recall at the operating threshold (`conf`, 0.25) and IoU 0.5, from
+  `supervision.metrics.Precision` / `Recall`;
+- worker accuracy and violation precision/recall at the operating threshold, defined in
+  `training/worker_metrics.py`.
+
+Detections below `conf` are dropped after NMS; greedy NMS never lets a low-scoring box suppress a
+higher one, so this equals a second pass at `conf`. ONNX models run through
+`detector.inference.OnnxDetector`, the code path that runs in production; `.pt` weights run
+through Ultralytics' predictor, and `ultralytics_val=True` adds Ultralytics' own `val` figures
+(P/R there are at the max-F1 threshold, so they differ from ours) for comparison.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import supervision as sv
+
+from training.classmap import parse_class_map, resolve_names
+from training.data_yaml import load_data_yaml
+from training.labels import ImagesError, label_path_for, list_images, read_labels, to_xyxy
+from training.worker_metrics import WorkerTally
+
+log = logging.getLogger(__name__)
+
+MAP_IMPLEMENTATION = "supervision.metrics.MeanAveragePrecision (COCO 101-point, maxDets 300)"
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    model: Path
+    data: Path
+    split: str = "test"
+    class_map: str | None = None
+    imgsz: int | None = None
+    conf: float = 0.25
+    map_conf: float = 0.001
+    nms_iou: float = 0.5
+    batch: int = 8
+    limit: int | None = None
+    ultralytics_val: bool = False
+
+
+@dataclass
+class Model:
+    """What evaluation needs from a model: names, a version and batched prediction."""
+
+    names: dict[int, str]
+    version: str
+    imgsz: tuple[int, int]
+    predict: Callable[[Sequence[np.ndarray]], list[sv.Detections]]
+
+
+def load_model(path: Path, imgsz: int | None, map_conf: float, nms_iou: float) -> Model:
+    """An ONNX file through the production detector, or `.pt` weights through Ultralytics."""
+    if not path.is_file():
+        raise FileNotFoundError(f"model not found: {path}")
+    if path.suffix == ".onnx":
+        from detector.inference import OnnxDetector
+
+        det = OnnxDetector(path, conf=map_conf, iou=nms_iou)
+        if imgsz is not None and (imgsz, imgsz) != det.imgsz:
+            log.warning("evaluating %s at %d px; it was exported at %s", path, imgsz, det.imgsz)
+            det.imgsz = (imgsz, imgsz)
+        return Model(dict(det.names), det.version, det.imgsz, det.predict)
+    if path.suffix == ".pt":
+        return _ultralytics_model(path, imgsz, map_conf, nms_iou)
+    raise ValueError(f"model must be .onnx or .pt, got {path}")
+
+
+def _ultralytics_model(path: Path, imgsz: int | None, conf: float, iou: float) -> Model:
+    from training.train import offline_environment
+
+    offline_environment()
+    from ultralytics import YOLO
+
+    yolo = YOLO(str(path))
+    size = imgsz or int(yolo.overrides.get("imgsz") or 640)
+    names = {int(k): str(v) for k, v in yolo.names.items()}
+
+    def predict(frames: Sequence[np.ndarray]) -> list[sv.Detections]:
+        results = yolo.predict(
+            list(frames), conf=conf, iou=iou, imgsz=size, max_det=300, verbose=False
+        )
+        out = []
+        for result in results:
+            det = sv.Detections.from_ultralytics(result)
+            det.data["class_name"] = np.array([names[int(c)] for c in det.class_id], dtype=str)
+            out.append(det)
+        return out
+
+    return Model(names, path.stem, (size, size), predict)
+
+
+def _targets(
+    images: list[Path], names: dict[int, str], to_model: dict[int, int | None]
+) -> tuple[list[np.ndarray], list[sv.Detections]]:
+    """Read every image and its labels (validated) into ground-truth detections in model ids."""
+    frames, targets = [], []
+    for image_path in images:
+        frame = cv2.imread(str(image_path))
+        if frame is None:
+            raise ImagesError(f"cannot read image {image_path}")
+        rows = read_labels(label_path_for(image_path), len(names))
+        keep = [to_model[int(c)] is not None for c in rows[:, 0]]
+        rows = rows[np.asarray(keep, dtype=bool)] if len(rows) else rows
+        class_ids = np.array([to_model[int(c)] for c in rows[:, 0]], dtype=int)
+        h, w = frame.shape[:2]
+        frames.append(frame)
+        targets.append(sv.Detections(xyxy=to_xyxy(rows, w, h).reshape(-1, 4), class_id=class_ids))
+    return frames, targets
+
+
+def evaluate(options: EvalOptions) -> dict[str, Any]:
+    """Evaluate and return the figures (see the module docstring for what each one means)."""
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    data = load_data_yaml(options.data)
+    if options.split not in data:
+        splits = [s for s in ("train", "val", "test") if s in data]
+        raise ValueError(f"{options.data} has no '{options.split}' split (it has {splits})")
+    images = list_images(data[options.split])
+    if options.limit:
+        images = images[: options.limit]
+    model = load_model(options.model, options.imgsz, options.map_conf, options.nms_iou)
+    model_classes = [model.names[i] for i in sorted(model.names)]
+    to_model = resolve_names(data["names"], parse_class_map(options.class_map), model_classes)
+
+    map_metric = sv.metrics.MeanAveragePrecision(max_detection_thresholds=(1, 10, 300))
+    precision = sv.metrics.Precision()
+    recall = sv.metrics.Recall()
+    tally = WorkerTally()
+    names_of = np.array(model_classes, dtype=object)
+    gt_counts = np.zeros(len(model_classes), dtype=int)
+    infer_seconds = 0.0
+    for start in tqdm(range(0, len(images), options.batch), desc=f"evaluate {options.split}"):
+        frames, targets = _targets(images[start : start + options.batch], data["names"], to_model)
+        t0 = time.perf_counter()
+        predictions = model.predict(frames)
+        infer_seconds += time.perf_counter() - t0
+        operating = [p[p.confidence >= options.conf] for p in predictions]
+        map_metric.update(predictions, targets)
+        precision.update(operating, targets)
+        recall.update(operating, targets)
+        for target, pred in zip(targets, operating, strict=True):
+            gt_counts += np.bincount(target.class_id, minlength=len(model_classes))
+            tally.update(
+                target.xyxy,
+                names_of[target.class_id].astype(str),
+                pred.xyxy,
+                names_of[pred.class_id].astype(str),
+                pred.confidence,
+            )
+
+    result = map_metric.compute()
+    p_result, r_result = precision.compute(), recall.compute()
+    ap50 = dict(
+        zip(result.matched_classes.tolist(), result.ap_per_class[:, 0].tolist(), strict=True)
+    )
+    p50 = dict(
+        zip(
+            p_result.matched_classes.tolist(),
+            p_result.precision_per_class[:, 0].tolist(),
+            strict=True,
+        )
+    )
+    r50 = dict(
+        zip(
+            r_result.matched_classes.tolist(), r_result.recall_per_class[:, 0].tolist(), strict=True
+        )
+    )
+    per_class = {
+        model_classes[c]: {
+            "ap50": _unit(ap50.get(c, 0.0)),
+            "precision": _unit(p50.get(c, 0.0)),
+            "recall": _unit(r50.get(c, 0.0)),
+            "instances": int(gt_counts[c]),
+        }
+        for c in range(len(model_classes))
+        if gt_counts[c] > 0
+    }
+    figures: dict[str, Any] = {
+        "model": str(options.model),
+        "model_version": model.version,
+        "data": str(Path(options.data).resolve()),
+        "split": options.split,
+        "images": len(images),
+        "imgsz": list(model.imgsz),
+        "map50": _unit(result.map50),
+        "map50_95": _unit(result.map50_95),
+        "per_class": per_class,
+        **tally.figures(),
+        "conf": options.conf,
+        "map_conf": options.map_conf,
+        "nms_iou": options.nms_iou,
+        "match_iou": 0.5,
+        "map_implementation": MAP_IMPLEMENTATION,
+        "class_map": options.class_map or "",
+        "inference_ms_per_image": round(1000 * infer_seconds / max(len(images), 1), 2),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if options.ultralytics_val:
+        figures["ultralytics_val"] = ultralytics_val(options, data)
+    return figures
+
+
+def _unit(value: float) -> float:
+    """supervision reports -1 when a figure is undefined (no targets); we report 0."""
+    return round(max(float(value), 0.0), 4)
+
+
+def ultralytics_val(options: EvalOptions, data: dict) -> dict[str, Any]:
+    """Ultralytics' own `val` on the same split, for comparison with our figures."""
+    import tempfile
+
+    import yaml
+
+    from training.train import offline_environment
+
+    offline_environment()
+    from ultralytics import YOLO
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data_yaml = Path(tmp) / "data.yaml"
+        data_yaml.write_text(yaml.safe_dump({**data, "val": data[options.split]}))
+        kwargs: dict[str, Any] = {"imgsz": options.imgsz} if options.imgsz else {}
+        metrics = YOLO(str(options.model), task="detect").val(
+            data=str(data_yaml),
+            split="val",
+            conf=options.map_conf,
+            batch=1,
+            plots=False,
+            project=tmp,
+            verbose=False,
+            **kwargs,
+        )
+    box = metrics.box
+    names = metrics.names
+    return {
+        "map50": round(float(box.map50), 4),
+        "map50_95": round(float(box.map), 4),
+        "per_class": {
+            names[int(c)]: {
+                "ap50": round(float(box.ap50[i]), 4),
+                "precision": round(float(box.p[i]), 4),
+                "recall": round(float(box.r[i]), 4),
+            }
+            for i, c in enumerate(box.ap_class_index)
+        },
+    }

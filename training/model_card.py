@@ -1,0 +1,282 @@
+"""`siteguard model-card`: a markdown card per exported model, built only from recorded facts.
+
+Sources: the ONNX metadata (names, imgsz, versions, how it was exported), the evaluation JSON that
+`siteguard evaluate`/`export` wrote beside the model, the training run folder (Ultralytics'
+`args.yaml`, `results.csv`, our `siteguard_train.json`), and a short timing run on this machine.
+Nothing here is typed in by hand, so the card cannot drift from the model.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from training.onnx_meta import read_metadata
+
+CLASS_MEANING = {
+    "head": "a head WITHOUT a hard hat (a violation)",
+    "helmet": "a head wearing a hard hat",
+    "person": "a whole person (rarely labelled in the training data: unreliable)",
+    "harness": "a safety harness",
+    "no_harness": "a worker at height without a harness",
+    "vest": "a high-visibility vest",
+}
+
+
+@dataclass(frozen=True)
+class CardOptions:
+    model: Path
+    out: Path = Path("models/MODEL_CARD.md")
+    evaluation: Path | None = None
+    int8: Path | None = None
+    run: Path | None = None
+    timing_frames: int = 20
+
+
+def _rel(path: str | Path) -> str:
+    """Paths relative to the working directory when that is shorter (../shared/...)."""
+    try:
+        rel = os.path.relpath(Path(path).resolve())
+    except ValueError:
+        return str(path)
+    return rel if len(rel) < len(str(path)) or not Path(path).is_absolute() else str(path)
+
+
+def _load_eval(model: Path, explicit: Path | None) -> dict[str, Any] | None:
+    path = explicit or model.with_suffix(".eval.json")
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def time_model(model: Path, frames: int, image: Path | None = None) -> dict[str, float]:
+    """Median ms per frame at batch 1 through OnnxDetector (after 3 warm-up runs)."""
+    import cv2
+    import numpy as np
+
+    from detector.inference import OnnxDetector
+
+    det = OnnxDetector(model)
+    frame = cv2.imread(str(image)) if image else None
+    if frame is None:
+        frame = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    for _ in range(3):
+        det.predict([frame])
+    samples = []
+    for _ in range(frames):
+        t0 = time.perf_counter()
+        det.predict([frame])
+        samples.append(1000 * (time.perf_counter() - t0))
+    return {"median_ms": round(statistics.median(samples), 1), "frames": frames}
+
+
+def _run_facts(run: Path | None) -> dict[str, Any]:
+    if run is None or not run.is_dir():
+        return {}
+    facts: dict[str, Any] = {"run": _rel(run)}
+    args_file = run / "args.yaml"
+    if args_file.is_file():
+        facts["args"] = yaml.safe_load(args_file.read_text())
+    ours = run / "siteguard_train.json"
+    if ours.is_file():
+        facts["siteguard"] = json.loads(ours.read_text())
+    results = run / "results.csv"
+    if results.is_file():
+        with results.open() as handle:
+            rows = list(csv.DictReader(handle))
+        if rows:
+            facts["epochs_done"] = len(rows)
+            facts["last"] = {k.strip(): v for k, v in rows[-1].items()}
+    return facts
+
+
+def train_command(facts: dict[str, Any]) -> str | None:
+    """The `siteguard train` line that made the run (from our record, else Ultralytics' args)."""
+    ours, args = facts.get("siteguard"), facts.get("args")
+    if ours:
+        parts = [f"--data {ours['data']}", f"--base-weights {ours['base_weights']}"]
+        for key in ("imgsz", "batch", "epochs", "hours", "fraction", "freeze", "close_mosaic"):
+            value = ours.get(key)
+            if value not in (None, "None"):
+                parts.append(f"--{key.replace('_', '-')} {value}")
+        parts.append(f"--name {ours.get('name')}")
+        return "siteguard train " + " ".join(parts)
+    if args:
+        parts = [f"--data {args['data']}", f"--base-weights {args['model']}"]
+        parts += [f"--imgsz {args['imgsz']}", f"--batch {args['batch']}"]
+        parts += [f"--epochs {args['epochs']}"]
+        if args.get("time"):
+            parts.append(f"--hours {args['time']}")
+        parts += [f"--close-mosaic {args['close_mosaic']}", f"--name {args['name']}"]
+        return "siteguard train " + " ".join(parts)
+    return None
+
+
+def _figures_table(fp32: dict[str, Any], int8: dict[str, Any] | None) -> list[str]:
+    head = "| figure | fp32 |" + (" int8 | delta (points) |" if int8 else "")
+    rule = "|---|---:|" + ("---:|---:|" if int8 else "")
+    lines = [head, rule]
+    rows = [
+        ("mAP50", "map50"),
+        ("mAP50-95", "map50_95"),
+        ("worker accuracy", "worker_accuracy"),
+        ("violation precision", "violation_precision"),
+        ("violation recall", "violation_recall"),
+    ]
+    for label, key in rows:
+        line = f"| {label} | {fp32[key]:.3f} |"
+        if int8:
+            line += f" {int8[key]:.3f} | {100 * (int8[key] - fp32[key]):+.1f} |"
+        lines.append(line)
+    line = f"| inference ms/image (during evaluation) | {fp32['inference_ms_per_image']:.1f} |"
+    if int8:
+        line += f" {int8['inference_ms_per_image']:.1f} | |"
+    lines.append(line)
+    return lines
+
+
+def render(options: CardOptions) -> str:
+    """The card's markdown text."""
+    from detector.inference import file_sha256
+
+    model = options.model
+    meta = read_metadata(model)
+    names = ast.literal_eval(meta.get("names", "{}"))
+    fp32 = _load_eval(model, options.evaluation)
+    int8_eval = _load_eval(options.int8, None) if options.int8 else None
+    facts = _run_facts(options.run)
+    size_mb = model.stat().st_size / 1e6
+    lines = [
+        f"# Model card: {model.name}",
+        "",
+        "Generated by `siteguard model-card` from the model's metadata, its evaluation JSON and "
+        "its training run; regenerate it rather than editing it.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| version | `{meta.get('siteguard_version', 'unknown')}` |",
+        f"| file | `{_rel(model)}` ({size_mb:.1f} MB, sha256 `{file_sha256(model)[:16]}…`) |",
+        f"| architecture | {meta.get('description', 'Ultralytics YOLO').strip()} "
+        f"(Ultralytics {meta.get('version', '?')}) |",
+        f"| input | {meta.get('imgsz', '?')} letterboxed RGB, dynamic batch |",
+        f"| dataset version | `{meta.get('dataset_version', 'unknown')}` |",
+        "| licence | AGPL-3.0 (Ultralytics YOLO weights and code) |",
+        "",
+        "## Classes",
+        "",
+    ]
+    lines += [f"- `{i}` **{n}**: {CLASS_MEANING.get(n, n)}" for i, n in sorted(names.items())]
+    lines += ["", "## Training", ""]
+    if facts:
+        args = facts.get("args", {})
+        lines.append(
+            f"- Run folder: `{facts['run']}`; epochs completed: {facts.get('epochs_done', '?')}"
+        )
+        if args:
+            lines.append(
+                f"- Base weights `{args.get('model')}`, imgsz {args.get('imgsz')}, batch "
+                f"{args.get('batch')}, epochs {args.get('epochs')}, time budget "
+                f"{args.get('time')} h, fraction {args.get('fraction')}, freeze "
+                f"{args.get('freeze')}, close_mosaic {args.get('close_mosaic')}, device "
+                f"{args.get('device')}, seed {args.get('seed')}"
+            )
+        last = facts.get("last")
+        if last:
+            keys = [k for k in last if k.startswith("metrics/")]
+            lines.append(
+                "- Last epoch on the validation split: "
+                + ", ".join(f"{k.removeprefix('metrics/')} {float(last[k]):.3f}" for k in keys)
+            )
+    else:
+        lines.append("- No training run folder was given (`--run`).")
+    lines += ["", "## Accuracy", ""]
+    if fp32:
+        lines.append(
+            f"On the **{fp32['split']}** split of `{_rel(Path(fp32['data']).parent)}` "
+            f"({fp32['images']} images, {fp32['workers']} workers), through "
+            f"`detector.inference.OnnxDetector` (the production code path). mAP by "
+            f"{fp32['map_implementation']} at conf {fp32['map_conf']}; the rest at the operating "
+            f"threshold conf {fp32['conf']}, IoU {fp32['match_iou']} (definitions: "
+            f"`training/worker_metrics.py`)."
+        )
+        lines += [""] + _figures_table(fp32, int8_eval) + [""]
+        lines += ["| class | instances | AP50 | precision | recall |", "|---|---:|---:|---:|---:|"]
+        for name, row in fp32["per_class"].items():
+            lines.append(
+                f"| {name} | {row['instances']} | {row['ap50']:.3f} | {row['precision']:.3f} | "
+                f"{row['recall']:.3f} |"
+            )
+    else:
+        lines.append("Not evaluated: run `siteguard evaluate --json` and pass `--eval`.")
+    lines += ["", "## Speed", ""]
+    timing = time_model(model, options.timing_frames) if options.timing_frames else None
+    if timing:
+        line = (
+            f"- fp32: {timing['median_ms']} ms per 640x480 frame at batch 1 (median of "
+            f"{timing['frames']}, OnnxDetector incl. letterbox and NMS)"
+        )
+        lines.append(line)
+        if options.int8:
+            t8 = time_model(options.int8, options.timing_frames)
+            lines.append(f"- int8: {t8['median_ms']} ms per frame, same conditions")
+        lines.append(
+            f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, onnxruntime CPU; "
+            "measured while other work may share the CPUs, so treat as pessimistic."
+        )
+    lines += ["", "## Limits", ""]
+    lines += [
+        "- Trained and tested on one public dataset (Hard Hat Workers): mostly small daytime "
+        "photos (about 500x333); the test split is in-distribution, so expect lower figures on "
+        "your own cameras until you retrain with reviewed samples from them.",
+        "- `person` is rarely labelled in the data; do not rely on it for counting people.",
+        "- No harness or vest classes: this model only judges hard hats.",
+        "- Small, distant or occluded heads are the main source of misses; non-hard-hat "
+        "headwear (caps, hoods) can be confused with helmets.",
+        "- Figures are at one operating threshold; a different `conf` trades precision for recall.",
+    ]
+    lines += ["", "## Reproduce", "", "```sh"]
+    command = train_command(facts)
+    if command:
+        lines.append(command)
+    export_args = meta.get("siteguard_export")
+    if export_args:
+        lines.append(json.loads(export_args)["command"])
+    if fp32:
+        cmd = (
+            f"siteguard evaluate --model {_rel(model)} --data {_rel(fp32['data'])} "
+            f"--split {fp32['split']} --json"
+        )
+        if fp32.get("class_map"):
+            cmd += f" --class-map {fp32['class_map']}"
+        lines.append(cmd)
+    lines.append(f"siteguard model-card --model {_rel(model)}" + _card_args(options))
+    lines += ["```", ""]
+    return "\n".join(lines)
+
+
+def _card_args(options: CardOptions) -> str:
+    parts = ""
+    if options.int8:
+        parts += f" --int8 {_rel(options.int8)}"
+    if options.run:
+        parts += f" --run {_rel(options.run)}"
+    return parts + f" --out {_rel(options.out)}"
+
+
+def write_card(options: CardOptions) -> Path:
+    if not options.model.is_file():
+        raise FileNotFoundError(f"model not found: {options.model}")
+    if options.int8 is not None and not options.int8.is_file():
+        raise FileNotFoundError(f"int8 model not found: {options.int8}")
+    text = render(options)
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(text)
+    return options.out
