@@ -138,3 +138,17 @@ def alert_detail_page(
         review_url=REVIEW_URL.replace("{id}", detail.row.event_id),
         outcomes=("confirmed", "false_alarm", "unsure"),
     )
+
+
+@router.get("/alerts/_row/{event_id}", response_class=HTMLResponse, include_in_schema=False)
+def alert_row_fragment(
+    request: Request,
+    event_id: str,
+    user: User = Depends(page_user),
+    db: Session = Depends(get_db),
+) -> Response:
+    """One server-rendered table row, fetched by the live panel when the stream announces it."""
+    detail = queries.alert_detail(db, scope(user), event_id) if len(event_id) <= 64 else None
+    if detail is None:
+        return Response(status_code=404)
+    return render(request, "alert_row.html", user, v=detail.row)

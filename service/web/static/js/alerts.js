@@ -99,21 +99,54 @@
     if (el && /^\d+$/.test(el.textContent.trim())) el.textContent = String(Number(el.textContent) + delta);
   }
 
-  function onViolation(v) {
-    if (document.querySelector('#alert-rows tr[data-id="' + CSS.escape(v.event_id) + '"]')) return;
-    bump("kpi-today", 1); bump("kpi-open", 1);
-    if (!matches(v)) return;
-    var row = renderRow(v);
-    tbody.insertBefore(row, tbody.firstChild);
-    empty.hidden = true;
-    while (tbody.rows.length > cfg.page_size) tbody.deleteRow(tbody.rows.length - 1);
-    if (document.hidden) { unseen += 1; document.title = "(" + unseen + ") " + baseTitle; }
-    if (soundToggle.checked) beep();
+  function findRow(id) {
+    return document.querySelector('#alert-rows tr[data-id="' + CSS.escape(id) + '"]');
   }
 
-  function onReviewed(r) {
-    var row = document.querySelector('#alert-rows tr[data-id="' + CSS.escape(r.event_id) + '"]');
-    if (row) setStatus(row, r.status || r.outcome);
+  // The server renders the row (same markup, names and time zone as the page); the
+  // client-side template is only a fallback when that request fails.
+  function fetchRow(v) {
+    return fetch("/alerts/_row/" + encodeURIComponent(v.event_id), { credentials: "same-origin" })
+      .then(function (resp) {
+        if (!resp.ok) throw new Error(String(resp.status));
+        return resp.text();
+      })
+      .then(function (html) {
+        var holder = document.createElement("tbody");
+        holder.innerHTML = html.trim();
+        return holder.firstElementChild;
+      })
+      .catch(function () { return renderRow(v); });
+  }
+
+  function onViolation(v) {
+    if (findRow(v.event_id)) return;
+    bump("kpi-today", 1); bump("kpi-open", 1);
+    if (!matches(v)) return;
+    fetchRow(v).then(function (row) {
+      if (findRow(v.event_id)) return;
+      row.classList.add("fresh");
+      tbody.insertBefore(row, tbody.firstChild);
+      empty.hidden = true;
+      while (tbody.rows.length > cfg.page_size) tbody.deleteRow(tbody.rows.length - 1);
+      if (document.hidden) { unseen += 1; document.title = "(" + unseen + ") " + baseTitle; }
+      if (soundToggle.checked) beep();
+    });
+  }
+
+  function onUpdate(v) {
+    var row = findRow(v.event_id);
+    if (!row) return;
+    var before = row.querySelector(".c-status .badge");
+    if (before && before.classList.contains("status-unreviewed") && v.status && v.status !== "unreviewed") {
+      bump("kpi-open", -1);
+    }
+    fetchRow(v).then(function (fresh) {
+      var wasSelected = row === selected;
+      fresh.setAttribute("aria-selected", wasSelected ? "true" : "false");
+      row.replaceWith(fresh);
+      if (wasSelected) selected = fresh;
+    });
   }
 
   document.addEventListener("visibilitychange", function () {
@@ -128,11 +161,16 @@
       var payload;
       try { payload = JSON.parse(data); } catch (e) { return; }
       var type = kind !== "message" ? kind : payload.type;
-      var body = payload.violation || payload.data || payload;
-      if (type === "violation" || type === "violation.created") onViolation(body);
-      else if (type === "review" || type === "violation.reviewed") onReviewed(body);
+      var body = payload.data && typeof payload.data === "object" ? payload.data : payload;
+      if (!body.site_id && payload.site_id) body.site_id = payload.site_id;
+      if (!body.snapshot_url && body.has_snapshot) {
+        body.snapshot_url = "/api/v1/violations/" + encodeURIComponent(body.event_id) + "/snapshot";
+      }
+      if (!body.event_id) return;
+      if (type === "violation") onViolation(body);
+      else if (type === "review" || type === "violation_end") onUpdate(body);
     }
-    ["violation", "violation.created", "review", "violation.reviewed", "message"].forEach(function (name) {
+    ["violation", "review", "violation_end", "message"].forEach(function (name) {
       es.addEventListener(name, function (ev) { handle(name, ev.data); });
     });
   }
@@ -159,7 +197,12 @@
     var row = selected, id = row.getAttribute("data-id");
     SG.postJSON(cfg.review_url.replace("{id}", encodeURIComponent(id)), { outcome: outcome })
       .then(function (resp) {
-        if (resp.ok) { setStatus(row, outcome); move(1); }
+        if (resp.ok) {
+          var badge = row.querySelector(".c-status .badge");
+          if (badge && badge.classList.contains("status-unreviewed")) bump("kpi-open", -1);
+          setStatus(row, outcome);
+          move(1);
+        }
         else { row.classList.add("fresh"); }
       });
   }

@@ -1,0 +1,52 @@
+"""Server-rendered SVG charts: valid XML, values placed, active version marked, text escaped."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from service.web.charts import Series, bar_sparkline, line_chart
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _parse(svg: str) -> ET.Element:
+    return ET.fromstring(svg.replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1))
+
+
+def test_line_chart_plots_every_known_value_and_marks_active() -> None:
+    svg = line_chart(
+        ["v1", "v2", "v3"],
+        [Series("worker accuracy", [0.89, 0.93, 0.96]), Series("field", [None, 0.8, 0.9])],
+        title="Accuracy <per> version",
+        marked=2,
+        marked_label="active",
+    )
+    root = _parse(svg)
+    dots = root.findall(f"{SVG}circle")
+    assert len(dots) == 5  # None values are skipped, not drawn at zero
+    titles = [d.find(f"{SVG}title").text for d in dots]
+    assert "worker accuracy: 96.0%" in titles and "field: 80.0%" in titles
+    assert root.find(f"{SVG}rect[@class='marked']") is not None
+    assert root.find(f"{SVG}title").text == "Accuracy <per> version"  # escaped, still parses
+    # a higher value is drawn higher (smaller y)
+    acc = [float(d.get("cy")) for d in dots if "worker" in d.find(f"{SVG}title").text]
+    assert acc[0] > acc[1] > acc[2]
+
+
+def test_line_chart_axis_zooms_to_data() -> None:
+    root = _parse(line_chart(["a", "b"], [Series("s", [0.89, 0.96])], title="t"))
+    labels = [t.text for t in root.findall(f"{SVG}text") if t.text and t.text.endswith("%")]
+    assert labels[0] == "80%" and labels[-1] == "100%"
+
+
+def test_line_chart_without_data_still_renders() -> None:
+    root = _parse(line_chart(["v1"], [Series("s", [None])], title="empty"))
+    assert root.findall(f"{SVG}circle") == []
+
+
+def test_sparkline_bar_heights_follow_values() -> None:
+    root = _parse(bar_sparkline([0, 5, 10], title="trend"))
+    bars = root.findall(f"{SVG}rect")
+    heights = [float(b.get("height")) for b in bars]
+    assert heights[0] < heights[1] < heights[2]
+    assert bars[0].get("class") == "bar zero"
