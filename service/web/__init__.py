@@ -1,8 +1,7 @@
 """The web dashboard: server-rendered pages (Jinja2) plus a little vanilla JS, all served locally.
 
-The backend's `create_app` mounts it with two lines::
+The backend's `create_app` calls `register(app)`, which is the same as::
 
-    from service import web
     app.include_router(web.router)
     web.mount_static(app)
 
@@ -39,4 +38,10 @@ def mount_static(app: FastAPI) -> None:
     app.mount("/static", _CachedStatic(directory=str(STATIC_DIR)), name="static")
 
 
-__all__ = ["mount_static", "router"]
+def register(app: FastAPI) -> None:
+    """Add the dashboard pages and their static assets to the service app."""
+    app.include_router(router)
+    mount_static(app)
+
+
+__all__ = ["mount_static", "register", "router"]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from service.models import (
@@ -382,17 +382,14 @@ class AuditView:
     detail: dict[str, Any]
 
 
+PROMOTION_ACTIONS = ("model.promote", "model.rollback")
+
+
 def promotion_history(session: Session, limit: int = 50) -> list[AuditView]:
     """Model promotions and rollbacks from the audit log, newest first."""
     stmt = (
         select(AuditEntry)
-        .where(
-            or_(
-                AuditEntry.action.like("model%promot%"),
-                AuditEntry.action.like("model%rollback%"),
-                and_(AuditEntry.action.like("%promot%"), AuditEntry.target.is_not(None)),
-            )
-        )
+        .where(AuditEntry.action.in_(PROMOTION_ACTIONS))
         .order_by(AuditEntry.at.desc())
         .limit(limit)
     )

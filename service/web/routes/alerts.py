@@ -19,7 +19,7 @@ from service.web.templating import render, request_lang, request_tz
 
 router = APIRouter()
 
-STREAM_URL = "/api/v1/stream"
+STREAM_URL = "/api/v1/events"
 REVIEW_URL = "/api/v1/violations/{id}/review"
 
 
