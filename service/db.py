@@ -1,8 +1,9 @@
 """Engine, sessions and schema upgrades.
 
-SQLite (default, a file in the data dir) runs in WAL mode with foreign keys on; writes from one
-process are serialised by `Database.write_lock` so SQLite never returns "database is locked" under
-load. PostgreSQL (psycopg 3) needs no lock: `write_lock` is then a no-op.
+SQLite (default, a file in the data dir) runs in WAL mode with foreign keys on. Writes go through
+`Database.writing`: threads of one process queue on a Python lock (no busy-wait polling), and the
+transaction starts with `BEGIN IMMEDIATE`, so a read-modify-write never fails with SQLITE_BUSY
+when several processes share the file. PostgreSQL (psycopg 3) needs neither: the lock is a no-op.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ class Database:
         session.commit()  # close a read transaction left open, so the write one starts fresh
         with self.write_lock:
             try:
+                if self.is_sqlite:  # take SQLite's write lock now (waits on other processes)
+                    session.connection().exec_driver_sql("BEGIN IMMEDIATE")
                 yield session
                 session.commit()
             except BaseException:

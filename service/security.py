@@ -39,7 +39,7 @@ from fastapi import Depends, HTTPException, Request, Response
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from service.deps import AppState, get_db, get_state
+from service.deps import AppState, get_db
 from service.models import ROLES, ApiKey, AuditEntry, User, UserSession, utcnow
 
 SESSION_COOKIE = "siteguard_session"
@@ -278,9 +278,7 @@ def new_api_key(
     return key, secret
 
 
-def detector_key(
-    request: Request, db: Session = Depends(get_db), state: AppState = Depends(get_state)
-) -> ApiKey:
+def detector_key(request: Request, db: Session = Depends(get_db)) -> ApiKey:
     secret = request.headers.get("x-api-key")
     if not secret:
         raise HTTPException(401, "missing X-API-Key header")

@@ -34,10 +34,14 @@ class BlobStore:
 
     def put(self, data: bytes) -> str:
         """Store `data` (atomically: temp file + rename) and return its sha256."""
+        return self.store(data)[0]
+
+    def store(self, data: bytes) -> tuple[str, bool]:
+        """Like `put`, also saying whether the file is new (so a failed insert can undo it)."""
         digest = hashlib.sha256(data).hexdigest()
         path = self.path(digest)
         if path.exists():
-            return digest
+            return digest, False
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
@@ -47,7 +51,7 @@ class BlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return digest
+        return digest, True
 
     def put_file(self, src: Path) -> str:
         """Store a file by streaming it (model files can be large)."""

@@ -1,0 +1,22 @@
+"""`/api/v1`: one router module per resource, joined here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api import (
+    admin,
+    auth,
+    events,
+    heartbeats,
+    model_versions,
+    samples,
+    stats,
+    violations,
+)
+
+api_router = APIRouter(prefix="/api/v1")
+for module in (auth, violations, heartbeats, stats, model_versions, samples, admin, events):
+    api_router.include_router(module.router)
+
+__all__ = ["api_router"]

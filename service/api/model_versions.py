@@ -1,0 +1,318 @@
+"""Model registry: register candidates, list, edit, download, promote, rollback."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path as FsPath
+from typing import Annotated
+
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    HTTPException,
+    Path,
+    Request,
+    Response,
+    UploadFile,
+)
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from service.deps import AppState, get_db, get_state
+from service.models import ModelVersion, User, Violation, utcnow
+from service.schemas import VERSION, FieldPrecision, ModelMetaIn, ModelPatchIn, ModelVersionOut
+from service.security import (
+    audit,
+    current_user,
+    detector_key,
+    require_role,
+    role_rank,
+)
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/models", tags=["models"])
+VersionPath = Annotated[str, Path(pattern=VERSION, max_length=128)]
+_ERR = {401: {}, 403: {}, 404: {}, 409: {}}
+
+
+def field_precision(db: Session, version: str) -> FieldPrecision:
+    conf = func.sum(case((Violation.status == "confirmed", 1), else_=0))
+    fa = func.sum(case((Violation.status == "false_alarm", 1), else_=0))
+    n_conf, n_fa = db.execute(select(conf, fa).where(Violation.model_version == version)).one()
+    n_conf, n_fa = int(n_conf or 0), int(n_fa or 0)
+    judged = n_conf + n_fa
+    return FieldPrecision(
+        reviewed=judged,
+        confirmed=n_conf,
+        false_alarm=n_fa,
+        precision=(n_conf / judged) if judged else None,
+    )
+
+
+def to_out(db: Session, m: ModelVersion) -> ModelVersionOut:
+    return ModelVersionOut(
+        version=m.version,
+        sha256=m.sha256,
+        size_bytes=m.size_bytes,
+        metrics=m.metrics,
+        dataset_version=m.dataset_version,
+        notes=m.notes,
+        status=m.status,
+        created_at=m.created_at,
+        promoted_at=m.promoted_at,
+        file_url=f"/api/v1/models/{m.version}/file",
+        field=field_precision(db, m.version),
+    )
+
+
+def _get(db: Session, version: str) -> ModelVersion:
+    m = db.scalar(select(ModelVersion).where(ModelVersion.version == version))
+    if m is None:
+        raise HTTPException(404, f"unknown model version {version!r}")
+    return m
+
+
+def _check_onnx(path: FsPath) -> None:
+    """Load the file with onnxruntime: a registered version must be a model the detector can run."""
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types
+        raise HTTPException(415, f"file is not a loadable ONNX model: {exc}") from None
+
+
+@router.get("", response_model=list[ModelVersionOut], responses={401: {}})
+def list_models(
+    _user: User = Depends(require_role("viewer")), db: Session = Depends(get_db)
+) -> list[ModelVersionOut]:
+    rows = db.scalars(select(ModelVersion).order_by(ModelVersion.created_at, ModelVersion.id))
+    return [to_out(db, m) for m in rows]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ModelVersionOut,
+    responses={**_ERR, 413: {}, 415: {}, 422: {}},
+)
+def register_model(
+    request: Request,
+    user: User = Depends(require_role("trainer")),
+    meta: str = Form(description='JSON: {"version", "dataset_version", "metrics", "notes"}'),
+    file: UploadFile = File(description="the ONNX model"),
+    db: Session = Depends(get_db),
+    state: AppState = Depends(get_state),
+) -> ModelVersionOut:
+    try:
+        parsed = ModelMetaIn.model_validate_json(meta)
+    except ValidationError as exc:
+        detail = jsonable_encoder(exc.errors(include_url=False, include_context=False))
+        raise HTTPException(422, detail) from None
+    if db.scalar(select(ModelVersion.id).where(ModelVersion.version == parsed.version)):
+        raise HTTPException(409, f"model version {parsed.version!r} already exists")
+    limit = state.settings.max_model_bytes
+    with tempfile.NamedTemporaryFile(dir=state.blobs.root, prefix=".upload-") as tmp:
+        size = 0
+        for chunk in iter(lambda: file.file.read(1 << 20), b""):
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(413, f"model larger than {limit} bytes")
+            tmp.write(chunk)
+        tmp.flush()
+        if size == 0:
+            raise HTTPException(415, "empty model file")
+        _check_onnx(FsPath(tmp.name))
+        digest = state.blobs.put_file(FsPath(tmp.name))
+    row = ModelVersion(
+        version=parsed.version,
+        sha256=digest,
+        size_bytes=size,
+        metrics=parsed.metrics,
+        dataset_version=parsed.dataset_version,
+        notes=parsed.notes,
+        status="candidate",
+        created_by=user.id,
+        created_at=utcnow(),
+    )
+    try:
+        with state.db.writing(db):
+            db.add(row)
+            audit(
+                db,
+                request,
+                user.username,
+                "model.register",
+                user=user,
+                target=row.version,
+                detail={"sha256": digest, "size_bytes": size},
+            )
+    except Exception:
+        if not db.scalar(select(ModelVersion.id).where(ModelVersion.sha256 == digest)):
+            state.blobs.delete(digest)
+        raise
+    return to_out(db, row)
+
+
+@router.get("/{version}", response_model=ModelVersionOut, responses=_ERR)
+def get_model(
+    version: VersionPath,
+    _user: User = Depends(require_role("viewer")),
+    db: Session = Depends(get_db),
+) -> ModelVersionOut:
+    return to_out(db, _get(db, version))
+
+
+@router.patch("/{version}", response_model=ModelVersionOut, responses={**_ERR, 422: {}})
+def patch_model(
+    version: VersionPath,
+    body: ModelPatchIn,
+    request: Request,
+    user: User = Depends(require_role("trainer")),
+    db: Session = Depends(get_db),
+    state: AppState = Depends(get_state),
+) -> ModelVersionOut:
+    """Update metrics (merged key by key, e.g. add `field`), dataset version or notes."""
+    with state.db.writing(db):
+        m = _get(db, version)
+        if body.metrics is not None:
+            m.metrics = {**m.metrics, **body.metrics}
+        if body.dataset_version is not None:
+            m.dataset_version = body.dataset_version
+        if body.notes is not None:
+            m.notes = body.notes
+        audit(
+            db,
+            request,
+            user.username,
+            "model.update",
+            user=user,
+            target=version,
+            detail={"fields": sorted(body.model_dump(exclude_none=True))},
+        )
+    return to_out(db, m)
+
+
+@router.delete("/{version}", status_code=204, responses=_ERR)
+def delete_model(
+    version: VersionPath,
+    request: Request,
+    user: User = Depends(require_role("admin")),
+    db: Session = Depends(get_db),
+    state: AppState = Depends(get_state),
+) -> Response:
+    with state.db.writing(db):
+        m = _get(db, version)
+        if m.status == "active":
+            raise HTTPException(409, "cannot delete the active model; promote another first")
+        digest = m.sha256
+        db.delete(m)
+        audit(db, request, user.username, "model.delete", user=user, target=version)
+    if not db.scalar(select(ModelVersion.id).where(ModelVersion.sha256 == digest)):
+        state.blobs.delete(digest)
+    return Response(status_code=204)
+
+
+def _file_reader(request: Request, db: Session = Depends(get_db)) -> str:
+    """A detector key, or a trainer (or admin) user."""
+    if request.headers.get("x-api-key"):
+        return detector_key(request, db).name
+    user = current_user(request, db)
+    if role_rank(user.role) < role_rank("trainer"):
+        raise HTTPException(403, "needs role trainer or higher")
+    return user.username
+
+
+@router.get(
+    "/{version}/file",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}, **_ERR},
+)
+def get_model_file(
+    version: VersionPath,
+    _who: str = Depends(_file_reader),
+    db: Session = Depends(get_db),
+    state: AppState = Depends(get_state),
+) -> FileResponse:
+    m = _get(db, version)
+    path = state.blobs.path(m.sha256)
+    if not path.is_file():
+        raise HTTPException(404, "model file missing from the store")
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        filename=f"{m.version}.onnx",
+        headers={"X-Model-Sha256": m.sha256},
+    )
+
+
+@router.post("/{version}/promote", response_model=ModelVersionOut, responses=_ERR)
+def promote(
+    version: VersionPath,
+    request: Request,
+    user: User = Depends(require_role("trainer")),
+    db: Session = Depends(get_db),
+    state: AppState = Depends(get_state),
+) -> ModelVersionOut:
+    """Make this version the active one (the previous active one is retired)."""
+    with state.db.writing(db):
+        m = _get(db, version)
+        previous = db.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
+        if previous is not None and previous.id != m.id:
+            previous.status = "retired"
+        m.status = "active"
+        m.promoted_at = utcnow()
+        m.promoted_by = user.id
+        audit(
+            db,
+            request,
+            user.username,
+            "model.promote",
+            user=user,
+            target=version,
+            detail={"previous": previous.version if previous else None},
+        )
+    return to_out(db, m)
+
+
+@router.post("/{version}/rollback", response_model=ModelVersionOut, responses=_ERR)
+def rollback(
+    version: VersionPath,
+    request: Request,
+    user: User = Depends(require_role("trainer")),
+    db: Session = Depends(get_db),
+    state: AppState = Depends(get_state),
+) -> ModelVersionOut:
+    """Retire the active `version` and re-activate the most recently promoted earlier one."""
+    with state.db.writing(db):
+        m = _get(db, version)
+        if m.status != "active":
+            raise HTTPException(409, f"{version!r} is not the active model")
+        previous = db.scalar(
+            select(ModelVersion)
+            .where(ModelVersion.id != m.id, ModelVersion.promoted_at.is_not(None))
+            .order_by(ModelVersion.promoted_at.desc())
+            .limit(1)
+        )
+        if previous is None:
+            raise HTTPException(409, "no earlier promoted version to roll back to")
+        m.status = "retired"
+        previous.status = "active"
+        previous.promoted_at = utcnow()
+        previous.promoted_by = user.id
+        audit(
+            db,
+            request,
+            user.username,
+            "model.rollback",
+            user=user,
+            target=version,
+            detail={"restored": previous.version},
+        )
+    return to_out(db, previous)

@@ -1,0 +1,168 @@
+"""`create_app(settings)`: the whole service as one FastAPI app (used by `serve`, tests, demo).
+
+    app = create_app(load_settings("configs/service.yaml"))
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+
+On start-up the database is upgraded (Alembic), the event bus, alert hub and housekeeping loop
+start. The dashboard (`service.web`) is mounted when that package provides `register(app)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from service.alerting import AlertsBridge
+from service.api import api_router
+from service.config import ServiceSettings
+from service.db import Database
+from service.deps import AppState
+from service.events import make_bus
+from service.metrics import ServiceMetrics
+from service.retention import housekeeping_loop
+from service.security import LoginLimiter
+from service.storage import BlobStore
+
+log = logging.getLogger(__name__)
+
+
+class BodyLimit:
+    """Pure ASGI middleware: 413 before reading a body whose Content-Length is over the limit."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length":
+                    try:
+                        too_big = int(value) > self.limit
+                    except ValueError:
+                        too_big = False
+                    if too_big:
+                        response = JSONResponse(
+                            {"detail": f"request body larger than {self.limit} bytes"}, 413
+                        )
+                        await response(scope, receive, send)
+                        return
+        await self.app(scope, receive, send)
+
+
+def build_state(settings: ServiceSettings) -> AppState:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+    if settings.upgrade_db_on_start:
+        db.upgrade()
+    metrics = ServiceMetrics()
+    metrics.watch_database(db.sessions)
+    return AppState(
+        settings=settings,
+        db=db,
+        blobs=BlobStore(settings.data_dir),
+        bus=make_bus(settings.event_bus, settings.db_url),
+        metrics=metrics,
+        limiter=LoginLimiter(settings.login_max_failures, settings.login_window_s),
+        alerts=AlertsBridge.from_config(settings.alerts_config),
+    )
+
+
+def create_app(settings: ServiceSettings | None = None, *, housekeeping: bool = True) -> FastAPI:
+    settings = settings or ServiceSettings()
+    state = build_state(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await state.bus.start()
+        state.alerts.start()
+        task = asyncio.create_task(housekeeping_loop(state)) if housekeeping else None
+        log.info(
+            "service ready: db=%s data_dir=%s", settings.db_url.split("@")[-1], settings.data_dir
+        )
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            state.alerts.stop()
+            await state.bus.stop()
+            state.db.dispose()
+
+    app = FastAPI(
+        title="SiteGuard",
+        version="1",
+        description="PPE-compliance monitoring service. Detector contract: docs/contract.md.",
+        lifespan=lifespan,
+    )
+    app.state.siteguard = state
+    app.add_middleware(
+        BodyLimit, limit=max(settings.max_model_bytes, 2 * settings.max_snapshot_bytes) + (1 << 20)
+    )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def _db_error(request: Request, exc: Exception) -> JSONResponse:
+        state.metrics.db_errors.labels("request").inc()
+        log.error("database error on %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": "database unavailable; retry later"}, 503)
+
+    app.include_router(api_router)
+
+    @app.get("/healthz", response_class=PlainTextResponse, tags=["health"])
+    def healthz() -> str:
+        """Liveness: the process answers."""
+        return "ok"
+
+    @app.get("/readyz", response_class=PlainTextResponse, tags=["health"], responses={503: {}})
+    def readyz() -> Response:
+        """Readiness: the database answers and the data dir is writable."""
+        ok = state.db.ping() and _writable(state)
+        return PlainTextResponse("ready" if ok else "not ready", 200 if ok else 503)
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
+    def metrics() -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    _mount_web(app)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` / several workers: YAML from $SITEGUARD_SERVICE_CONFIG."""
+    import os
+
+    from service.config import load_settings
+
+    return create_app(load_settings(os.environ.get("SITEGUARD_SERVICE_CONFIG")))
+
+
+def _writable(state: AppState) -> bool:
+    try:
+        probe = state.blobs.root / ".ready"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
+def _mount_web(app: FastAPI) -> None:
+    try:
+        web = importlib.import_module("service.web")
+    except ModuleNotFoundError:
+        return
+    register: Callable[[FastAPI], Awaitable[None] | None] | None = getattr(web, "register", None)
+    if register is not None:
+        register(app)

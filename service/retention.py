@@ -1,0 +1,128 @@
+"""Periodic housekeeping: retention of old events and snapshots, and stale-camera detection.
+
+Retention (every `retention_interval_s`): unreviewed events older than `retention_days` are
+deleted; older reviewed events keep their metadata and reviews but lose their snapshot (their
+raw frame too, unless it is a training sample); blobs no row references are removed; expired
+sessions are dropped. The audit log is never touched. Each replica may run it: it is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from sqlalchemy import delete, select, update
+
+from service.deps import AppState
+from service.models import (
+    Camera,
+    ModelVersion,
+    TrainingSample,
+    UserSession,
+    Violation,
+    utcnow,
+)
+from service.schemas import RetentionOut
+
+log = logging.getLogger(__name__)
+
+
+def run_retention(state: AppState, now: dt.datetime | None = None) -> RetentionOut:
+    now = now or utcnow()
+    cutoff = now - dt.timedelta(days=state.settings.retention_days)
+    with state.db.sessions() as db, state.db.writing(db):
+        old = Violation.started_at < cutoff
+        deleted = db.execute(
+            delete(Violation).where(old, Violation.status == "unreviewed")
+        ).rowcount
+        sample_frames = select(TrainingSample.image_sha256)
+        cleared = db.execute(
+            update(Violation)
+            .where(old, Violation.snapshot_sha256.is_not(None))
+            .values(snapshot_sha256=None)
+        ).rowcount
+        db.execute(
+            update(Violation)
+            .where(old, Violation.frame_sha256.is_not(None))
+            .where(Violation.frame_sha256.not_in(sample_frames))
+            .values(frame_sha256=None)
+        )
+        sessions = db.execute(delete(UserSession).where(UserSession.expires_at < now)).rowcount
+    blobs = collect_garbage(state)
+    result = RetentionOut(
+        violations_deleted=deleted or 0,
+        snapshots_cleared=cleared or 0,
+        blobs_deleted=blobs,
+        sessions_deleted=sessions or 0,
+    )
+    log.info("retention (cutoff %s): %s", cutoff.isoformat(), result.model_dump())
+    return result
+
+
+def collect_garbage(state: AppState, min_age_s: float = 300.0) -> int:
+    """Delete blobs no row references (older than `min_age_s`, so in-flight ingests are safe)."""
+    with state.db.sessions() as db:
+        used: set[str] = set()
+        for column in (
+            Violation.snapshot_sha256,
+            Violation.frame_sha256,
+            TrainingSample.image_sha256,
+            ModelVersion.sha256,
+        ):
+            used.update(d for d in db.scalars(select(column).distinct()) if d)
+    now = dt.datetime.now().timestamp()
+    removed = 0
+    for digest in list(state.blobs.digests()):
+        if digest in used:
+            continue
+        try:
+            if now - state.blobs.path(digest).stat().st_mtime < min_age_s:
+                continue
+        except FileNotFoundError:
+            continue
+        removed += state.blobs.delete(digest)
+    return removed
+
+
+def mark_stale_cameras(state: AppState, now: dt.datetime | None = None) -> list[tuple[str, str]]:
+    """Cameras whose detector stopped sending heartbeats become `offline`; returns (site, cam)."""
+    from service.api.heartbeats import announce_camera
+
+    now = now or utcnow()
+    limit = now - dt.timedelta(seconds=state.settings.camera_offline_after_s)
+    with state.db.sessions() as db, state.db.writing(db):
+        stale = list(
+            db.scalars(
+                select(Camera).where(
+                    Camera.state != "offline",
+                    Camera.last_heartbeat_at.is_not(None),
+                    Camera.last_heartbeat_at < limit,
+                )
+            )
+        )
+        for cam in stale:
+            cam.state = "offline"
+        changed = [(c.site_id, c.id) for c in stale]
+    for site_id, cam_id in changed:
+        log.info("camera %s (site %s): no heartbeat since %s, offline", cam_id, site_id, limit)
+        announce_camera(state, site_id, cam_id, "offline", now)
+    return changed
+
+
+async def housekeeping_loop(state: AppState, tick_s: float = 15.0) -> None:
+    """Runs until cancelled: stale cameras every tick, retention every retention_interval_s."""
+    next_retention = 0.0
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            await asyncio.to_thread(mark_stale_cameras, state)
+            if loop.time() >= next_retention:
+                await asyncio.to_thread(run_retention, state)
+                next_retention = loop.time() + state.settings.retention_interval_s
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - keep the loop alive; the next tick retries
+            state.metrics.db_errors.labels("housekeeping").inc()
+            log.exception("housekeeping failed")
+        await asyncio.sleep(min(tick_s, state.settings.retention_interval_s))

@@ -1,0 +1,345 @@
+"""Request and response bodies of `/api/v1` (pydantic), and the shared violation filter.
+
+Input models reject unknown enum values, NaN/inf, naive datetimes and ids that could be paths;
+FastAPI turns those into 422 responses that name the bad field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+# Ids that end up in URLs, never in paths: letters, digits, '-', '_' (and '.' for versions).
+SLUG = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+EVENT_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+VERSION = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$"
+
+SiteId = Annotated[str, Field(pattern=SLUG)]
+CameraId = Annotated[str, Field(pattern=SLUG)]
+EventId = Annotated[str, Field(pattern=EVENT_ID)]
+Version = Annotated[str, Field(pattern=VERSION)]
+Kind = Literal["no_helmet", "no_harness"]
+Outcome = Literal["confirmed", "false_alarm", "unsure"]
+Status = Literal["unreviewed", "confirmed", "false_alarm", "unsure"]
+Role = Literal["viewer", "manager", "trainer", "admin"]
+Ppe = Literal["helmet", "harness", "vest"]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", str_max_length=4096)
+
+
+# --- detector -> service ----------------------------------------------------------------------
+
+
+class BoxIn(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False, extra="ignore", populate_by_name=True)
+    class_name: str = Field(alias="class", min_length=1, max_length=64)
+    confidence: float = Field(ge=0, le=1)
+    xyxy: tuple[float, float, float, float]
+    track_id: int | None = None
+
+
+class ViolationIn(BaseModel):
+    """The `event` part of `POST /api/v1/violations` (docs/contract.md)."""
+
+    model_config = ConfigDict(allow_inf_nan=False, extra="ignore")
+    event_id: EventId
+    camera_id: CameraId
+    kind: Kind
+    zone: str = Field("site", min_length=1, max_length=64)
+    started_at: AwareDatetime
+    ended_at: AwareDatetime | None = None
+    duration_s: float | None = Field(None, ge=0, le=7 * 86400)
+    confidence: float = Field(ge=0, le=1)
+    track_id: int | None = Field(None, ge=-(2**31), lt=2**31)
+    model_version: str | None = Field(None, max_length=128)
+    frame_width: int | None = Field(None, gt=0, le=100_000)
+    frame_height: int | None = Field(None, gt=0, le=100_000)
+    boxes: list[BoxIn] = Field(default_factory=list, max_length=1000)
+
+
+class ViolationEndIn(Input):
+    ended_at: AwareDatetime
+    duration_s: float | None = Field(None, ge=0, le=7 * 86400)
+
+
+class CameraBeat(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False, extra="ignore")
+    camera_id: CameraId
+    state: Literal["online", "offline", "frozen"]
+    fps: float | None = Field(None, ge=0, le=1000)
+    last_frame_at: AwareDatetime | None = None
+    frames_dropped: int | None = Field(None, ge=0, lt=2**31)
+
+
+class HeartbeatIn(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False, extra="ignore")
+    detector_id: str = Field(pattern=SLUG)
+    model_version: str | None = Field(None, max_length=128)
+    cameras: list[CameraBeat] = Field(default_factory=list, max_length=256)
+
+
+class ActiveModel(BaseModel):
+    version: str
+    sha256: str
+    url: str
+
+
+class HeartbeatOut(BaseModel):
+    active_model: ActiveModel | None
+
+
+# --- violations -------------------------------------------------------------------------------
+
+
+class ReviewOut(BaseModel):
+    outcome: Outcome
+    comment: str
+    user: str | None
+    created_at: dt.datetime
+
+
+class ViolationOut(BaseModel):
+    event_id: str
+    site_id: str
+    camera_id: str
+    kind: str
+    zone: str
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    duration_s: float | None
+    confidence: float
+    track_id: int | None
+    model_version: str | None
+    frame_width: int | None
+    frame_height: int | None
+    boxes: list[dict[str, Any]]
+    status: Status
+    received_at: dt.datetime
+    snapshot_url: str | None
+    frame_url: str | None
+    reviews: list[ReviewOut] = Field(default_factory=list)
+
+
+class ViolationPage(BaseModel):
+    items: list[ViolationOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ViolationFilter(BaseModel):
+    """One filter for every list of violations: the API list, stats, samples and the dashboard."""
+
+    model_config = ConfigDict(extra="forbid")
+    site_id: SiteId | None = None
+    camera_id: CameraId | None = None
+    kind: Kind | None = None
+    zone: str | None = Field(None, max_length=64)
+    status: Status | None = None
+    model_version: str | None = Field(None, max_length=128)
+    since: AwareDatetime | None = Field(None, description="started_at >= since")
+    until: AwareDatetime | None = Field(None, description="started_at < until")
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=1_000_000)
+
+
+class ReviewIn(Input):
+    outcome: Outcome
+    comment: str = Field("", max_length=2000)
+
+
+class StatsRow(BaseModel):
+    key: str
+    total: int
+    unreviewed: int
+    confirmed: int
+    false_alarm: int
+    unsure: int
+    confirmed_rate: float | None = Field(description="confirmed / (confirmed + false_alarm)")
+
+
+class StatsOut(BaseModel):
+    group_by: str
+    rows: list[StatsRow]
+
+
+# --- models, samples --------------------------------------------------------------------------
+
+
+class ModelMetaIn(Input):
+    version: Version
+    dataset_version: str | None = Field(None, max_length=128)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    notes: str = Field("", max_length=4000)
+
+
+class ModelPatchIn(Input):
+    dataset_version: str | None = Field(None, max_length=128)
+    metrics: dict[str, Any] | None = None
+    notes: str | None = Field(None, max_length=4000)
+
+
+class FieldPrecision(BaseModel):
+    reviewed: int
+    confirmed: int
+    false_alarm: int
+    precision: float | None
+
+
+class ModelVersionOut(BaseModel):
+    version: str
+    sha256: str
+    size_bytes: int
+    metrics: dict[str, Any]
+    dataset_version: str | None
+    notes: str
+    status: str
+    created_at: dt.datetime
+    promoted_at: dt.datetime | None
+    file_url: str
+    field: FieldPrecision
+
+
+class SampleOut(BaseModel):
+    id: int
+    event_id: str
+    site_id: str
+    camera_id: str
+    image_url: str
+    width: int | None
+    height: int | None
+    boxes: list[dict[str, Any]]
+    outcome: str
+    updated_at: dt.datetime
+
+
+class SamplePage(BaseModel):
+    items: list[SampleOut]
+    next_since: dt.datetime | None
+
+
+# --- admin ------------------------------------------------------------------------------------
+
+
+class SiteIn(Input):
+    id: SiteId
+    name: str = Field(min_length=1, max_length=200)
+
+
+class SitePatch(Input):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class SiteOut(BaseModel):
+    id: str
+    name: str
+    created_at: dt.datetime
+
+
+class Zone(Input):
+    name: str = Field(min_length=1, max_length=64)
+    polygon: list[tuple[float, float]] = Field(default_factory=list, max_length=100)
+    required_ppe: list[Ppe] = Field(default_factory=lambda: ["helmet"])
+
+
+class CameraIn(Input):
+    id: CameraId
+    site_id: SiteId
+    name: str = Field(min_length=1, max_length=200)
+    zones: list[Zone] = Field(default_factory=list, max_length=50)
+    required_ppe: list[Ppe] = Field(default_factory=lambda: ["helmet"])
+
+
+class CameraPatch(Input):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    zones: list[Zone] | None = Field(None, max_length=50)
+    required_ppe: list[Ppe] | None = None
+
+
+class CameraOut(BaseModel):
+    id: str
+    site_id: str
+    name: str
+    zones: list[dict[str, Any]]
+    required_ppe: list[str]
+    state: str
+    fps: float | None
+    frames_dropped: int | None
+    last_frame_at: dt.datetime | None
+    last_heartbeat_at: dt.datetime | None
+    detector_id: str | None
+
+
+class UserIn(Input):
+    username: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+    password: str = Field(min_length=8, max_length=256)
+    role: Role = "viewer"
+    sites: list[SiteId] = Field(default_factory=list, max_length=1000)
+
+
+class UserPatch(Input):
+    password: str | None = Field(None, min_length=8, max_length=256)
+    role: Role | None = None
+    sites: list[SiteId] | None = Field(None, max_length=1000)
+    is_active: bool | None = None
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    role: str
+    is_active: bool
+    sites: list[str]
+    created_at: dt.datetime
+
+
+class ApiKeyIn(Input):
+    name: str = Field(min_length=1, max_length=100)
+    site_id: SiteId | None = Field(None, description="a detector key for this site")
+    user_id: int | None = Field(None, ge=1, lt=2**31, description="a token acting as this user")
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    site_id: str | None
+    user_id: int | None
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="the secret; shown only once")
+
+
+class LoginIn(Input):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class MeOut(BaseModel):
+    user: UserOut
+    csrf_token: str | None
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: dt.datetime
+    actor: str
+    action: str
+    site_id: str | None
+    target: str | None
+    detail: dict[str, Any]
+    ip: str | None
+
+
+class RetentionOut(BaseModel):
+    violations_deleted: int
+    snapshots_cleared: int
+    blobs_deleted: int
+    sessions_deleted: int
