@@ -42,8 +42,8 @@ def line_chart(
     title: str,
     marked: int | None = None,
     marked_label: str = "",
-    width: int = 860,
-    height: int = 320,
+    width: int = 1000,
+    height: int = 300,
 ) -> str:
     """A multi-series line chart over categorical x labels, values as fractions in [0, 1]."""
     left, right, top, bottom = 48, 16, 16, 56

@@ -10,6 +10,7 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import Request
@@ -51,7 +52,7 @@ def _zone(name: str) -> dt.tzinfo | None:
 
 def request_tz(request: Request) -> tuple[str, dt.tzinfo]:
     """The viewer's time zone: the browser's (cookie set by common.js), else UTC."""
-    name = request.cookies.get(TZ_COOKIE, "")
+    name = unquote(request.cookies.get(TZ_COOKIE, ""))
     zone = _zone(name) if name and len(name) < 64 else None
     return (name, zone) if zone is not None else ("UTC", dt.UTC)
 

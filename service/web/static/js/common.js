@@ -6,7 +6,7 @@
   // Remember the browser's time zone so the server renders times in it (first visit uses UTC).
   try {
     var tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
-    if (tz && document.cookie.indexOf("sg_tz=") === -1) {
+    if (tz && document.cookie.indexOf("sg_tz=" + encodeURIComponent(tz)) === -1) {
       document.cookie = "sg_tz=" + encodeURIComponent(tz) + "; path=/; max-age=31536000; samesite=lax";
     }
   } catch (e) { /* very old browser: stay on the server's default */ }
