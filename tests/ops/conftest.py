@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from ops.opslib import DetectorProcess, ServiceProcess, Stack, synthetic_camera
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -30,3 +33,38 @@ def prometheus_bin() -> str:
     if path is None:
         pytest.skip("prometheus not found (apt-get install prometheus)")
     return path
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, bundled_model: Path) -> Iterator[Stack]:
+    """`siteguard serve` + `siteguard detect` (bundled model, one looping synthetic camera)."""
+    tmp = tmp_path_factory.mktemp("stack")
+    service = ServiceProcess(tmp / "service")
+    key = service.bootstrap("site-ops", ["cam-ops"])
+    detector = DetectorProcess(
+        tmp / "detector",
+        {
+            "detector_id": "edge-ops",
+            "model": {
+                "path": "/work/main/build/dev/yolo11n-coco.onnx",
+                "threads": 1,
+                "watch": False,
+            },  # TEMPDEV
+            "service": {"url": service.url, "api_key": key, "heartbeat_interval_s": 1},
+            "cameras": [
+                {
+                    "id": "cam-ops",
+                    "source": str(synthetic_camera(tmp / "frames")),
+                    "fps": 2,
+                    "playback_fps": 2,
+                }
+            ],
+        },
+    )
+    try:
+        service.start()
+        detector.start()
+        yield Stack(service, detector, "site-ops", "cam-ops")
+    finally:
+        detector.stop()
+        service.stop()
