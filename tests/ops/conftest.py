@@ -45,11 +45,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, bundled_model: Path) -> Iter
         tmp / "detector",
         {
             "detector_id": "edge-ops",
-            "model": {
-                "path": "/work/main/build/dev/yolo11n-coco.onnx",
-                "threads": 1,
-                "watch": False,
-            },  # TEMPDEV
+            "model": {"path": str(bundled_model), "threads": 1, "watch": False},
             "service": {"url": service.url, "api_key": key, "heartbeat_interval_s": 1},
             "cameras": [
                 {
