@@ -132,9 +132,13 @@ class ViolationPage(BaseModel):
 
 
 class ViolationFilter(BaseModel):
-    """One filter for every list of violations: the API list, stats, samples and the dashboard."""
+    """One filter for every list of violations: the API list, stats and the dashboard.
 
-    model_config = ConfigDict(extra="forbid")
+    Use as `filters: Annotated[ViolationFilter, Query()]`, then
+    `service.violations.filter_conditions(filters, scope)` for the WHERE clauses.
+    """
+
+    model_config = ConfigDict(extra="ignore")
     site_id: SiteId | None = None
     camera_id: CameraId | None = None
     kind: Kind | None = None

@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 PG_URL = os.environ.get("SITEGUARD_TEST_POSTGRES_URL")
+BUNDLED = Path(__file__).resolve().parents[2] / "models" / "siteguard-ppe.onnx"
 PASSWORD = "correct horse battery"
 USERS = {
     "admin": ("admin", []),

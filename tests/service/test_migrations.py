@@ -1,0 +1,59 @@
+"""Alembic: an old database (revision 0001) with data upgrades to head and loses nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import make_db_url
+from sqlalchemy import inspect, text
+
+from service.db import Database
+
+
+@pytest.fixture()
+def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    yield from make_db_url(backend, tmp_path)
+
+
+ROWS = {
+    "sites": "INSERT INTO sites (id, name, created_at) VALUES ('s1', 'Site 1', '2026-01-01')",
+    "cameras": "INSERT INTO cameras (id, site_id, name, zones, required_ppe, created_at) "
+    "VALUES ('c1', 's1', 'Cam', '[]', '[\"helmet\"]', '2026-01-01')",
+    "users": "INSERT INTO users (id, username, password_hash, role, is_active, created_at) "
+    "VALUES (1, 'old', 'x', 'manager', true, '2026-01-01')",
+    "violations": "INSERT INTO violations (id, event_id, site_id, camera_id, kind, zone, "
+    "started_at, confidence, boxes, status, received_at) VALUES (1, 'e1', 's1', 'c1', "
+    "'no_helmet', 'site', '2026-01-02 08:00:00', 0.8, '[]', 'confirmed', '2026-01-02')",
+    "reviews": "INSERT INTO reviews (id, violation_id, outcome, comment, user_id, created_at) "
+    "VALUES (1, 1, 'confirmed', 'kept', 1, '2026-01-03')",
+    "audit_log": "INSERT INTO audit_log (id, at, actor, action, detail) "
+    "VALUES (1, '2026-01-03', 'old', 'review', '{}')",
+}
+
+
+def test_upgrade_from_first_revision_keeps_data(db_url: str) -> None:
+    db = Database(db_url)
+    try:
+        db.upgrade("0001")
+        assert "detectors" not in inspect(db.engine).get_table_names()
+        with db.engine.begin() as conn:
+            for sql in ROWS.values():
+                conn.execute(text(sql))
+        db.upgrade("head")
+        assert "detectors" in inspect(db.engine).get_table_names()
+        with db.engine.connect() as conn:
+            for table in ROWS:
+                assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 1, table
+            cam = conn.execute(text("SELECT name, state, fps FROM cameras")).one()
+            assert tuple(cam) == ("Cam", "unknown", None)
+            v = conn.execute(text("SELECT event_id, status, confidence FROM violations")).one()
+            assert tuple(v) == ("e1", "confirmed", 0.8)
+            comment = conn.execute(text("SELECT comment FROM reviews")).scalar()
+            assert comment == "kept"
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        assert version == "0002"
+        db.upgrade("head")  # a second start is a no-op
+    finally:
+        db.dispose()
