@@ -66,10 +66,13 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     import json
+    import sys
+    from contextlib import redirect_stdout
 
     from training.evaluate import EvalOptions, evaluate
 
-    with _user_errors():
+    # stdout carries only the result: Ultralytics' own prints go to stderr.
+    with _user_errors(), redirect_stdout(sys.stderr):
         figures = evaluate(
             EvalOptions(
                 model=args.model,

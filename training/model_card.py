@@ -120,6 +120,37 @@ def train_command(facts: dict[str, Any]) -> str | None:
     return None
 
 
+def _architecture(meta: dict[str, str]) -> str:
+    """'Ultralytics YOLO11n model trained on /long/path' -> 'Ultralytics YOLO11n'."""
+    return meta.get("description", "Ultralytics YOLO").split(" model")[0].strip()
+
+
+def _data_lines(fp32: dict[str, Any] | None, model_dataset: str | None) -> list[str]:
+    """Counts per split of the evaluation dataset, from its manifest (computed if absent)."""
+    if not fp32:
+        return ["- Unknown: no evaluation JSON."]
+    from training.datasets import dataset_info
+
+    data = Path(fp32["data"])
+    try:
+        manifest = dataset_info(data)
+    except (OSError, ValueError) as exc:
+        return [f"- `{_rel(data)}`: not readable here ({exc})."]
+    lines = [
+        f"- `{_rel(data)}`, version `{manifest['version']}`"
+        + (
+            "" if manifest["version"] == model_dataset else " (the model's dataset version differs)"
+        ),
+        "",
+        "| split | images | " + " | ".join(manifest["classes"]) + " |",
+        "|---|---:|" + "---:|" * len(manifest["classes"]),
+    ]
+    for split, row in manifest["splits"].items():
+        boxes = " | ".join(str(row["boxes"][c]) for c in manifest["classes"])
+        lines.append(f"| {split} | {row['images']} | {boxes} |")
+    return lines
+
+
 def _figures_table(fp32: dict[str, Any], int8: dict[str, Any] | None) -> list[str]:
     head = "| figure | fp32 |" + (" int8 | delta (points) |" if int8 else "")
     rule = "|---|---:|" + ("---:|---:|" if int8 else "")
@@ -164,8 +195,7 @@ def render(options: CardOptions) -> str:
         "|---|---|",
         f"| version | `{meta.get('siteguard_version', 'unknown')}` |",
         f"| file | `{_rel(model)}` ({size_mb:.1f} MB, sha256 `{file_sha256(model)[:16]}…`) |",
-        f"| architecture | {meta.get('description', 'Ultralytics YOLO').strip()} "
-        f"(Ultralytics {meta.get('version', '?')}) |",
+        f"| architecture | {_architecture(meta)} (Ultralytics {meta.get('version', '?')}) |",
         f"| input | {meta.get('imgsz', '?')} letterboxed RGB, dynamic batch |",
         f"| dataset version | `{meta.get('dataset_version', 'unknown')}` |",
         "| licence | AGPL-3.0 (Ultralytics YOLO weights and code) |",
@@ -174,6 +204,7 @@ def render(options: CardOptions) -> str:
         "",
     ]
     lines += [f"- `{i}` **{n}**: {CLASS_MEANING.get(n, n)}" for i, n in sorted(names.items())]
+    lines += ["", "## Data", ""] + _data_lines(fp32, meta.get("dataset_version"))
     lines += ["", "## Training", ""]
     if facts:
         args = facts.get("args", {})
@@ -181,13 +212,11 @@ def render(options: CardOptions) -> str:
             f"- Run folder: `{facts['run']}`; epochs completed: {facts.get('epochs_done', '?')}"
         )
         if args:
-            lines.append(
-                f"- Base weights `{args.get('model')}`, imgsz {args.get('imgsz')}, batch "
-                f"{args.get('batch')}, epochs {args.get('epochs')}, time budget "
-                f"{args.get('time')} h, fraction {args.get('fraction')}, freeze "
-                f"{args.get('freeze')}, close_mosaic {args.get('close_mosaic')}, device "
-                f"{args.get('device')}, seed {args.get('seed')}"
+            keys = ("imgsz", "batch", "epochs", "time", "fraction", "freeze", "close_mosaic")
+            settings = ", ".join(
+                f"{k} {args[k]}" for k in (*keys, "device", "seed") if args.get(k) is not None
             )
+            lines.append(f"- Base weights `{args.get('model')}`; {settings}")
         last = facts.get("last")
         if last:
             keys = [k for k in last if k.startswith("metrics/")]

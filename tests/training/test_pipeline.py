@@ -1,0 +1,181 @@
+"""End to end for real: train 1 epoch on 16 hardhat images, export (fp32 + int8), evaluate
+through the production ONNX path, write a model card. Minutes on 2 cores, not hours."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from siteguard.cli import main
+from training.manifest import dataset_version
+from training.onnx_meta import read_metadata
+
+pytestmark = [pytest.mark.train, pytest.mark.shared]
+pytest.importorskip("ultralytics", reason="needs the [train] extra (ultralytics)")
+
+FIGURES = ("map50", "map50_95", "worker_accuracy", "violation_precision", "violation_recall")
+
+
+@pytest.fixture(scope="module")
+def base_weights(shared_dir: Path) -> Path:
+    path = shared_dir / "weights" / "yolo11n-coco.pt"
+    if not path.is_file():
+        pytest.skip(f"base weights not found: {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(mini_data: Path, base_weights: Path, tmp_path_factory: pytest.TempPathFactory):
+    from training.train import TrainOptions, train
+
+    project = tmp_path_factory.mktemp("runs")
+    options = TrainOptions(
+        data=mini_data,
+        base_weights=base_weights,
+        epochs=1,
+        imgsz=160,
+        batch=8,
+        workers=0,
+        cache=False,
+        project=project,
+        name="ci",
+    )
+    return train(options)
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir: Path, mini_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    from training.export import ExportOptions, export
+
+    out = tmp_path_factory.mktemp("models") / "ci-ppe.onnx"
+    return export(
+        ExportOptions(
+            weights=run_dir / "weights" / "best.pt",
+            out=out,
+            int8=True,
+            calib=mini_data,
+            calib_images=8,
+            eval_data=mini_data,
+        )
+    )
+
+
+def _in_unit_range(figures: dict) -> None:
+    for key in FIGURES:
+        assert 0.0 <= figures[key] <= 1.0, (key, figures[key])
+    for name, row in figures["per_class"].items():
+        for key in ("ap50", "precision", "recall"):
+            assert 0.0 <= row[key] <= 1.0, (name, key, row[key])
+
+
+def test_train_records_args_and_dataset_version(run_dir: Path, mini_data: Path) -> None:
+    record = json.loads((run_dir / "siteguard_train.json").read_text())
+    assert record["dataset_version"] == dataset_version(mini_data)
+    assert record["imgsz"] == "160" and (run_dir / "weights" / "best.pt").is_file()
+    assert (run_dir / "results.csv").is_file()
+
+
+def test_export_writes_a_detector_ready_onnx(exported, run_dir: Path, mini_data: Path) -> None:
+    from detector.inference import OnnxDetector
+
+    meta = read_metadata(exported.onnx)
+    assert ast.literal_eval(meta["names"]) == {0: "head", 1: "helmet", 2: "person"}
+    assert ast.literal_eval(meta["imgsz"]) == [160, 160]
+    assert meta["dataset_version"] == dataset_version(mini_data)
+    assert meta["siteguard_version"].startswith("ci-ppe-")
+    assert json.loads(meta["metrics"])["images"] == 8
+    assert "siteguard export --weights" in json.loads(meta["siteguard_export"])["command"]
+
+    det = OnnxDetector(exported.onnx, conf=0.01)
+    assert (
+        det.dynamic_batch and det.imgsz == (160, 160) and det.version == meta["siteguard_version"]
+    )
+    frames = [cv2.imread(str(p)) for p in sorted((mini_data.parent / "test/images").iterdir())[:3]]
+    blob, _ = det.preprocess(frames)
+    raw = det.run(blob)
+    height, width = blob.shape[2:]
+    assert blob.shape[:2] == (3, 3) and max(height, width) == 160
+    anchors = sum((height // s) * (width // s) for s in (8, 16, 32))
+    assert raw.shape == (3, 4 + 3, anchors)
+    results = det.predict(frames)
+    assert len(results) == 3
+    for frame, detections in zip(frames, results, strict=True):
+        h, w = frame.shape[:2]
+        assert (detections.xyxy[:, [0, 2]] <= w).all() and (detections.xyxy[:, [1, 3]] <= h).all()
+
+
+def test_evaluation_figures_are_complete_and_in_range(exported) -> None:
+    figures = exported.evaluation
+    assert figures["images"] == 8 and figures["split"] == "test"
+    assert figures["workers"] > 0 and figures["false_alarms"] >= 0
+    assert set(figures["per_class"]) <= {"head", "helmet", "person"} and figures["per_class"]
+    _in_unit_range(figures)
+    saved = json.loads(exported.onnx.with_suffix(".eval.json").read_text())
+    assert saved["map50"] == figures["map50"]
+
+
+def test_int8_variant_is_evaluated_with_its_delta(exported) -> None:
+    assert exported.int8.stat().st_size < exported.onnx.stat().st_size / 2
+    meta = read_metadata(exported.int8)
+    assert meta["siteguard_version"].endswith("-int8") and "int8" in meta["quantization"]
+    _in_unit_range(exported.int8_evaluation)
+    assert set(exported.delta) == set(FIGURES)
+    for key, value in exported.delta.items():
+        expected = 100 * (exported.int8_evaluation[key] - exported.evaluation[key])
+        assert value == pytest.approx(expected, abs=0.01)
+
+
+def test_evaluate_cli_json_and_pt_through_ultralytics(
+    exported, run_dir: Path, mini_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "pt.json"
+    code = main(["evaluate", "--model", str(run_dir / "weights" / "best.pt"), "--data",
+                 str(mini_data), "--ultralytics-val", "--json", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures == json.loads(out.read_text())
+    _in_unit_range(figures)
+    assert 0.0 <= figures["ultralytics_val"]["map50"] <= 1.0
+
+
+def test_model_card_is_built_from_the_records(exported, run_dir: Path, tmp_path: Path) -> None:
+    from training.model_card import CardOptions, write_card
+
+    card = write_card(
+        CardOptions(
+            model=exported.onnx,
+            int8=exported.int8,
+            run=run_dir,
+            out=tmp_path / "CARD.md",
+            timing_frames=3,
+        )
+    ).read_text()
+    meta = read_metadata(exported.onnx)
+    assert meta["siteguard_version"] in card and meta["dataset_version"] in card
+    assert f"| mAP50 | {exported.evaluation['map50']:.3f} |" in card
+    assert "siteguard train --data" in card and "siteguard export --weights" in card
+    assert "int8:" in card and "epochs completed: 1" in card
+
+
+def test_bad_inputs_are_clear_errors(
+    mini_data: Path, exported, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["train", "--data", str(mini_data), "--base-weights", "yolo11x-missing.pt"])
+    assert code == 2 and "base weights not found" in capsys.readouterr().err
+    code = main(["export", "--weights", str(tmp_path / "none.pt")])
+    assert code == 2 and "weights not found" in capsys.readouterr().err
+    code = main(["evaluate", "--model", str(exported.onnx), "--data", str(mini_data),
+                 "--split", "nosuch"])  # fmt: skip
+    assert code == 2 and "no 'nosuch' split" in capsys.readouterr().err
+    code = main(["evaluate", "--model", str(exported.onnx), "--data", str(mini_data),
+                 "--class-map", "helmet=hat"])  # fmt: skip
+    assert code == 2 and "unknown target class 'hat'" in capsys.readouterr().err
+    not_a_model = tmp_path / "junk.onnx"
+    not_a_model.write_bytes(np.arange(64, dtype=np.uint8).tobytes())
+    code = main(["evaluate", "--model", str(not_a_model), "--data", str(mini_data)])
+    assert code == 2 and "cannot load ONNX model" in capsys.readouterr().err
