@@ -111,6 +111,11 @@ class Runner:
             self.models.current.version,
         )
 
+    @property
+    def metrics_port(self) -> int | None:
+        """The bound metrics port (useful with `metrics.port: 0`)."""
+        return self._metrics_server.server_port if self._metrics_server is not None else None
+
     def request_stop(self) -> None:
         self._stop.set()
         self._frame_ready.set()
