@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_export(subparsers)
     _register_model_card(subparsers)
     _register_dataset(subparsers)
+    _register_registry(subparsers)
 
 
 @contextmanager
@@ -266,6 +267,57 @@ def _dataset_info(args: argparse.Namespace) -> int:
     with _user_errors():
         manifest = dataset_info(args.source)
     _print_manifest(manifest, args.json)
+    return 0
+
+
+def _register_registry(subparsers: argparse._SubParsersAction) -> None:
+    import os
+
+    p = subparsers.add_parser("registry", help="register / promote / roll back model versions")
+    p.add_argument("--url", default=os.environ.get("SITEGUARD_URL", "http://127.0.0.1:8000"))
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SITEGUARD_TOKEN", ""),
+        help="trainer token (default: $SITEGUARD_TOKEN)",
+    )
+    sub = p.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
+    reg = sub.add_parser("register", help="upload an exported model as a candidate")
+    reg.add_argument("model", type=Path)
+    reg.add_argument("--eval", type=Path, default=None, help="default: MODEL.eval.json")
+    reg.add_argument("--notes", default="")
+    reg.add_argument("--promote", action="store_true", help="and make it the active model")
+    for action in ("promote", "rollback"):
+        q = sub.add_parser(action, help=f"{action} a registered version")
+        q.add_argument("version")
+    sub.add_parser("list", help="registered versions with their figures")
+    p.set_defaults(handler=_registry)
+
+
+def _registry(args: argparse.Namespace) -> int:
+    import json
+
+    import httpx
+
+    from siteguard.cli import CliError
+    from training.registry import RegistryClient, RegistryError, register_model_file
+
+    try:
+        with _user_errors(), RegistryClient(args.url, args.token) as client:
+            if args.registry_command == "register":
+                record = register_model_file(client, args.model, args.eval, args.notes)
+                if args.promote:
+                    record = client.promote(record["version"])
+            elif args.registry_command == "promote":
+                record = client.promote(args.version)
+            elif args.registry_command == "rollback":
+                record = client.rollback(args.version)
+            else:
+                record = client.models()
+    except RegistryError as exc:
+        raise CliError(str(exc)) from exc
+    except httpx.TransportError as exc:  # connection refused, DNS, timeouts
+        raise CliError(f"cannot reach the service at {args.url}: {exc}") from exc
+    print(json.dumps(record, indent=2, default=str))
     return 0
 
 

@@ -1,0 +1,157 @@
+"""The registry client against a real service (uvicorn on 127.0.0.1, SQLite file)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from siteguard.cli import main
+from training.registry import RegistryClient, RegistryError, register_model_file
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
+    """(url, trainer token, viewer token) of a live service."""
+    import socket
+
+    import uvicorn
+    from sqlalchemy import select
+
+    from service.app import create_app
+    from service.config import load_settings
+    from service.models import User
+    from service.security import hash_password, new_api_key
+
+    tmp = tmp_path_factory.mktemp("svc")
+    app = create_app(
+        load_settings(data_dir=tmp / "data", database_url=f"sqlite:///{tmp / 'sg.db'}")
+    )
+    state = app.state.siteguard
+    tokens = {}
+    with state.db.session() as db, state.db.writing(db):
+        for name, role in (("trainer", "trainer"), ("viewer", "viewer")):
+            db.add(User(username=name, password_hash=hash_password(PASSWORD), role=role))
+        db.flush()
+        for name in ("trainer", "viewer"):
+            uid = db.scalar(select(User.id).where(User.username == name))
+            _row, tokens[name] = new_api_key(db, f"token-{name}", user_id=uid)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", tokens["trainer"], tokens["viewer"]
+    server.should_exit = True
+    thread.join(30)
+
+
+def tiny_model(path: Path, version: str, dataset_version: str = "ds-abc") -> Path:
+    """A real (tiny) ONNX file carrying our metadata keys, plus its evaluation JSON."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["images"], ["output0"])],
+        "tiny",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    for key, value in {"siteguard_version": version, "dataset_version": dataset_version}.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    onnx.save(model, str(path))
+    figures = {
+        "split": "test",
+        "images": 10,
+        "map50": 0.9,
+        "map50_95": 0.6,
+        "worker_accuracy": 0.91,
+        "per_class": {"head": {"ap50": 0.88}},
+        "data": "/x/hardhat/data.yaml",
+    }
+    path.with_suffix(".eval.json").write_text(json.dumps(figures))
+    return path
+
+
+def test_register_promote_rollback_download(service, tmp_path: Path) -> None:
+    url, trainer, _ = service
+    with RegistryClient(url, trainer) as client:
+        first = register_model_file(client, tiny_model(tmp_path / "a.onnx", "ppe-a"))
+        assert first["status"] == "candidate" and first["dataset_version"] == "ds-abc"
+        assert first["metrics"]["benchmark"]["worker_accuracy"] == 0.91
+        assert first["metrics"]["benchmark"]["data"] == "hardhat"
+        client.promote("ppe-a")
+        register_model_file(client, tiny_model(tmp_path / "b.onnx", "ppe-b"))
+        assert client.promote("ppe-b")["status"] == "active"
+        assert client.get("ppe-a")["status"] == "retired"
+        restored = client.rollback("ppe-b")
+        assert restored["version"] == "ppe-a" and restored["status"] == "active"
+        updated = client.update_metrics("ppe-b", {"field": {"precision": 0.8}})
+        assert updated["metrics"]["field"] == {"precision": 0.8}
+        assert "benchmark" in updated["metrics"]
+        out = client.download("ppe-a", tmp_path / "dl" / "a.onnx")
+        assert out.read_bytes() == (tmp_path / "a.onnx").read_bytes()
+        assert {m["version"] for m in client.models()} >= {"ppe-a", "ppe-b"}
+        page = client.samples()
+        assert page["items"] == []
+
+
+def test_refusals_carry_status_and_detail(service, tmp_path: Path) -> None:
+    url, trainer, viewer = service
+    model = tiny_model(tmp_path / "c.onnx", "ppe-c")
+    with RegistryClient(url, trainer) as client:
+        register_model_file(client, model)
+        with pytest.raises(RegistryError, match="already exists") as exc:
+            register_model_file(client, model)
+        assert exc.value.status == 409
+        with pytest.raises(RegistryError) as exc:
+            client.promote("no-such-version")
+        assert exc.value.status == 404
+        junk = tmp_path / "junk.onnx"
+        junk.write_bytes(b"not onnx")
+        with pytest.raises(RegistryError) as exc:
+            client.register(junk, "ppe-junk")
+        assert exc.value.status == 415
+    with RegistryClient(url, viewer) as client, pytest.raises(RegistryError) as exc:
+        register_model_file(client, tiny_model(tmp_path / "d.onnx", "ppe-d"))
+    assert exc.value.status == 403
+    with RegistryClient(url, "forged") as client, pytest.raises(RegistryError) as exc:
+        client.models()
+    assert exc.value.status == 401
+
+
+def test_registry_cli(service, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url, trainer, _ = service
+    model = tiny_model(tmp_path / "e.onnx", "ppe-e")
+    args = ["registry", "--url", url, "--token", trainer]
+    assert main([*args, "register", str(model), "--promote"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "active"
+    assert main([*args, "promote", "ppe-missing"]) == 2
+    assert "HTTP 404" in capsys.readouterr().err
+    free = f"http://127.0.0.1:{_closed_port()}"
+    assert main(["registry", "--url", free, "--token", trainer, "list"]) == 2
+    assert "cannot reach the service" in capsys.readouterr().err
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

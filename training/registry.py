@@ -1,0 +1,176 @@
+"""HTTP client for the service's model registry and training samples (docs/contract.md,
+"Training -> service"). Auth: a trainer's user token, `Authorization: Bearer <token>` (make one
+with `siteguard admin create-api-key --user NAME`).
+
+Example:
+    >>> with RegistryClient("http://127.0.0.1:8000", token) as registry:
+    ...     registry.register("models/siteguard-ppe.onnx", version="siteguard-ppe-2026.11.23",
+    ...                       metrics={"benchmark": figures}, dataset_version="hardhat-...")
+    ...     registry.promote("siteguard-ppe-2026.11.23")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+API = "/api/v1"
+
+
+class RegistryError(RuntimeError):
+    """The service refused a request; carries the HTTP status and the service's detail."""
+
+    def __init__(self, status: int, detail: Any, what: str) -> None:
+        super().__init__(f"{what}: HTTP {status}: {detail}")
+        self.status, self.detail = status, detail
+
+
+class RegistryClient:
+    """Register, list, update, promote and roll back model versions; fetch reviewed samples."""
+
+    def __init__(self, url: str, token: str, timeout: float = 120.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"service URL must start with http:// or https://, got {url!r}")
+        if not token:
+            raise ValueError("a trainer token is required (siteguard admin create-api-key --user)")
+        self._http = httpx.Client(
+            base_url=url.rstrip("/") + API,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _check(self, response: httpx.Response, what: str) -> Any:
+        if response.is_success:
+            return response.json() if response.content else None
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise RegistryError(response.status_code, detail, what)
+
+    def register(
+        self,
+        model: str | Path,
+        version: str,
+        metrics: dict[str, Any] | None = None,
+        dataset_version: str | None = None,
+        notes: str = "",
+    ) -> dict[str, Any]:
+        """Upload an ONNX file as a candidate version; returns the registered record."""
+        model = Path(model)
+        if not model.is_file():
+            raise FileNotFoundError(f"model not found: {model}")
+        meta = {"version": version, "metrics": metrics or {}, "notes": notes}
+        if dataset_version:
+            meta["dataset_version"] = dataset_version
+        with model.open("rb") as handle:
+            response = self._http.post(
+                "/models",
+                data={"meta": json.dumps(meta)},
+                files={"file": (model.name, handle, "application/octet-stream")},
+            )
+        return self._check(response, f"register {version}")
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._check(self._http.get("/models"), "list models")
+
+    def get(self, version: str) -> dict[str, Any]:
+        return self._check(self._http.get(f"/models/{version}"), f"get {version}")
+
+    def update_metrics(self, version: str, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Merge metrics key by key (e.g. add `field` figures after a trial)."""
+        response = self._http.patch(f"/models/{version}", json={"metrics": metrics})
+        return self._check(response, f"update {version}")
+
+    def promote(self, version: str) -> dict[str, Any]:
+        return self._check(self._http.post(f"/models/{version}/promote"), f"promote {version}")
+
+    def rollback(self, version: str) -> dict[str, Any]:
+        """Retire the active `version`; returns the version that became active again."""
+        return self._check(self._http.post(f"/models/{version}/rollback"), f"rollback {version}")
+
+    def download(self, version: str, out: str | Path) -> Path:
+        """The ONNX bytes of a registered version, streamed to `out`."""
+        out = Path(out)
+        with self._http.stream("GET", f"/models/{version}/file") as response:
+            if not response.is_success:
+                response.read()
+                self._check(response, f"download {version}")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with out.open("wb") as handle:
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+        return out
+
+    def samples(self, since: str | None = None, limit: int = 500) -> dict[str, Any]:
+        """One page of reviewed samples: {"items": [...], "next_since": ...}."""
+        params: dict[str, Any] = {"limit": limit}
+        if since:
+            params["since"] = since
+        return self._check(self._http.get("/samples", params=params), "list samples")
+
+    def export_samples(self, out: str | Path, since: str | None = None) -> Path:
+        """Reviewed samples as a YOLO-layout zip (for `siteguard dataset import`)."""
+        params = {"format": "yolo", **({"since": since} if since else {})}
+        out = Path(out)
+        with self._http.stream("GET", "/samples/export", params=params) as response:
+            if not response.is_success:
+                response.read()
+                self._check(response, "export samples")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with out.open("wb") as handle:
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+        return out
+
+
+def benchmark_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The registry's metrics shape, {"benchmark": {...}}, from an evaluation JSON."""
+    from training.export import compact_metrics
+
+    return {"benchmark": compact_metrics(evaluation)}
+
+
+def register_model_file(
+    client: RegistryClient, model: Path, evaluation: Path | None = None, notes: str = ""
+) -> dict[str, Any]:
+    """Register an exported model with the version, dataset version and figures it carries
+    (its ONNX metadata, and MODEL.eval.json or `evaluation` when present)."""
+    from training.onnx_meta import read_metadata
+
+    if not model.is_file():
+        raise FileNotFoundError(f"model not found: {model}")
+    meta = read_metadata(model)
+    version = meta.get("siteguard_version")
+    if not version:
+        raise ValueError(f"{model} has no siteguard_version metadata; export it with siteguard")
+    eval_path = evaluation or model.with_suffix(".eval.json")
+    if eval_path.is_file():
+        metrics = benchmark_metrics(json.loads(eval_path.read_text()))
+    elif meta.get("metrics"):
+        metrics = {"benchmark": json.loads(meta["metrics"])}
+    else:
+        metrics = {}
+    dataset = meta.get("dataset_version")
+    return client.register(
+        model,
+        version,
+        metrics=metrics,
+        dataset_version=None if dataset in (None, "unknown") else dataset,
+        notes=notes,
+    )
