@@ -15,7 +15,9 @@ def _aware(value: datetime | str, name: str) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None:
-        raise ValueError(f"{name} must carry a timezone offset, got naive {value.isoformat()}")
+        # SQLite hands back naive datetimes even for timezone-aware columns; the service stores
+        # UTC, so a naive value is UTC (dropping the alert instead would lose it).
+        return value.replace(tzinfo=UTC)
     return value
 
 

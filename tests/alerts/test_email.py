@@ -146,3 +146,30 @@ def test_wrong_password_is_a_permanent_failure(
     (attempt,) = hub.attempts()
     assert attempt.outcome == "failed" and attempt.status_code == 535
     assert tls_smtp.messages == []
+
+
+def test_implicit_tls(free_port: int, tls_files: tuple[Path, Path], make_hub) -> None:
+    cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    sink = SmtpSink("127.0.0.1", free_port)
+    controller = start_smtp(sink, ssl_context=context)
+    try:
+        channel = mail_channel(sink, ssl=True, ca_file=str(cert))
+        hub = make_hub(
+            {"channels": {"mail": channel}, "routes": [{"name": "r", "channels": ["mail"]}]}
+        )
+        hub.notify_violation(violation())
+        ((_, _, msg),) = sink.wait()
+        assert list(msg.iter_attachments())[0].get_content() == JPEG
+    finally:
+        controller.stop()
+
+
+def test_untrusted_certificate_is_refused(tls_smtp: SmtpSink, make_hub) -> None:
+    """Without the private CA, STARTTLS verification fails: nothing is sent in clear."""
+    channel = mail_channel(tls_smtp, starttls=True, username="siteguard", password="s3cret")
+    hub = make_hub({"channels": {"mail": channel}, "routes": [{"name": "r", "channels": ["mail"]}]})
+    attempt = hub.send_test("mail")
+    assert attempt.outcome == "failed" and "CERTIFICATE_VERIFY_FAILED" in (attempt.error or "")
+    assert tls_smtp.messages == []
