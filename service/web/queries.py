@@ -131,32 +131,42 @@ def list_alerts(
     page: int = 1,
     page_size: int = PAGE_SIZE,
 ) -> tuple[list[AlertRow], bool]:
-    """One page of violations, newest first, and whether an older page exists."""
+    """One page of violations, newest first, and whether an older page exists.
+
+    Two steps: page through narrow (started_at, id) keys first — the sort then handles a few
+    bytes per row instead of whole rows with their JSON boxes — then load the page's rows.
+    """
+    keys = select(Violation.id)
+    keys = _scope(keys, site_ids)
+    for column, value in (
+        (Violation.site_id, filters.site),
+        (Violation.camera_id, filters.camera),
+        (Violation.kind, filters.kind),
+        (Violation.status, filters.status),
+    ):
+        if value:
+            keys = keys.where(column == value)
+    if filters.since:
+        keys = keys.where(Violation.started_at >= filters.since)
+    if filters.until:
+        keys = keys.where(Violation.started_at < filters.until)
+    keys = (
+        keys.order_by(Violation.started_at.desc(), Violation.id.desc())
+        .limit(page_size + 1)
+        .offset((page - 1) * page_size)
+    )
+    ids = list(session.scalars(keys))
+    if not ids:
+        return [], False
     stmt = (
         select(Violation, Site.name, Camera.name)
         .join(Site, Site.id == Violation.site_id)
         .join(Camera, Camera.id == Violation.camera_id)
-    )
-    stmt = _scope(stmt, site_ids)
-    if filters.site:
-        stmt = stmt.where(Violation.site_id == filters.site)
-    if filters.camera:
-        stmt = stmt.where(Violation.camera_id == filters.camera)
-    if filters.kind:
-        stmt = stmt.where(Violation.kind == filters.kind)
-    if filters.status:
-        stmt = stmt.where(Violation.status == filters.status)
-    if filters.since:
-        stmt = stmt.where(Violation.started_at >= filters.since)
-    if filters.until:
-        stmt = stmt.where(Violation.started_at < filters.until)
-    stmt = (
-        stmt.order_by(Violation.started_at.desc(), Violation.id.desc())
-        .limit(page_size + 1)
-        .offset((page - 1) * page_size)
+        .where(Violation.id.in_(ids[:page_size]))
+        .order_by(Violation.started_at.desc(), Violation.id.desc())
     )
     rows = [_alert_row(v, site_name, cam_name) for v, site_name, cam_name in session.execute(stmt)]
-    return rows[:page_size], len(rows) > page_size
+    return rows, len(ids) > page_size
 
 
 @dataclass(frozen=True)
@@ -418,6 +428,22 @@ class ReportRow:
 GROUPS = ("site", "camera", "zone", "kind")
 
 
+def local_day(session: Session, tz: dt.tzinfo) -> Any:
+    """SQL for the local calendar day of `started_at` (stored as naive UTC).
+
+    PostgreSQL converts with the zone's rules (DST-correct); SQLite has no zone database, so it
+    shifts by the zone's current UTC offset (exact for zones without DST, such as China's).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        name = getattr(tz, "key", None) or "UTC"
+        return func.date(func.timezone(name, func.timezone("UTC", Violation.started_at)))
+    offset = int((dt.datetime.now(tz).utcoffset() or dt.timedelta()).total_seconds())
+    return func.date(Violation.started_at, f"{offset:+d} seconds")
+
+
+TREND_DAYS = 14
+
+
 def compliance_report(
     session: Session,
     site_ids: Sequence[str] | None,
@@ -430,49 +456,57 @@ def compliance_report(
 ) -> list[ReportRow]:
     """Counts per period (local day or ISO week) and group, newest period first.
 
-    Buckets are computed in Python from four narrow columns: time-zone-correct on SQLite and
-    PostgreSQL alike, and ~10 ms for 10 000 rows.
+    The database aggregates by (local day, group, status), so the page reads a few hundred
+    rows whatever the number of violations; weeks and the 14-day trend are folded from days.
     """
     if group not in GROUPS:
         raise ValueError(f"group must be one of {GROUPS}")
+    if period not in ("daily", "weekly"):
+        raise ValueError("period must be daily or weekly")
     group_col = {
         "site": Site.name,
         "camera": Camera.name,
         "zone": Violation.zone,
         "kind": Violation.kind,
     }[group]
+    today = dt.datetime.now(tz).date()
+    trend_days = [today - dt.timedelta(days=i) for i in range(TREND_DAYS - 1, -1, -1)]
+    report_from = since.astimezone(tz).date()
+    query_from = min(since, dt.datetime.combine(trend_days[0], dt.time(), tz).astimezone(dt.UTC))
+    day = local_day(session, tz).label("day")
     stmt = (
-        select(Violation.started_at, group_col, Violation.status)
+        select(day, group_col, Violation.status, func.count())
         .join(Site, Site.id == Violation.site_id)
         .join(Camera, Camera.id == Violation.camera_id)
-        .where(Violation.started_at >= since)
+        .where(Violation.started_at >= query_from)
+        .group_by(day, group_col, Violation.status)
     )
     stmt = _scope(stmt, site_ids)
     if site:
         stmt = stmt.where(Violation.site_id == site)
     table: dict[tuple[str, str], ReportRow] = {}
     daily: dict[str, Counter[dt.date]] = defaultdict(Counter)
-    for started_at, key, status in session.execute(stmt):
-        local = started_at.astimezone(tz)
-        label = _period_label(local.date(), period)
+    for raw_day, key, status, count in session.execute(stmt):
+        when = raw_day if isinstance(raw_day, dt.date) else dt.date.fromisoformat(str(raw_day))
         key = str(key)
+        daily[key][when] += count
+        if when < report_from:
+            continue
+        label = _period_label(when, period)
         row = table.get((label, key))
         if row is None:
             row = table[(label, key)] = ReportRow(label, key)
-        row.total += 1
+        row.total += count
         if status == "confirmed":
-            row.confirmed += 1
+            row.confirmed += count
         elif status == "false_alarm":
-            row.false_alarms += 1
+            row.false_alarms += count
         elif status == "unsure":
-            row.unsure += 1
+            row.unsure += count
         else:
-            row.unreviewed += 1
-        daily[key][local.date()] += 1
-    today = dt.datetime.now(tz).date()
-    days = [today - dt.timedelta(days=i) for i in range(13, -1, -1)]
+            row.unreviewed += count
     for row in table.values():
-        row.trend = [daily[row.group][d] for d in days]
+        row.trend = [daily[row.group][d] for d in trend_days]
     rows = sorted(table.values(), key=lambda r: (-r.total, r.group))
     return sorted(rows, key=lambda r: r.period, reverse=True)
 

@@ -9,6 +9,7 @@ trying anyway. Screenshots go to test-artifacts/web/.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -159,8 +160,10 @@ def test_live_review_flow(browser: object, live_service: LiveService) -> None:
         "() => [...document.querySelectorAll('#alert-rows img.thumb')]"
         ".every(i => i.complete && i.naturalWidth > 0)"
     )
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "alerts-panel.png"))
+    page.screenshot(path=str(ARTIFACTS / "alerts-panel-reviewed.png"))
+    if os.environ.get("SITEGUARD_UPDATE_SCREENSHOTS"):  # refresh the README's picture
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "alerts-panel.png"))
     page.goto("/reports?group=kind&period=daily&days=1")
     assert int(page.inner_text("#rep-false")) >= 1 and int(page.inner_text("#rep-confirmed")) >= 1
     page.screenshot(path=str(ARTIFACTS / "reports.png"), full_page=True)
