@@ -80,10 +80,12 @@ def test_rejected_recipient_is_a_permanent_failure(smtp: SmtpSink, make_hub) -> 
     assert smtp.messages == []
 
 
-@pytest.fixture()
-def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (the test's private CA)."""
     if not shutil.which("openssl"):
         pytest.skip("openssl not installed")
+    tmp_path = tmp_path_factory.mktemp("tls")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [
