@@ -131,6 +131,9 @@ def export(options: ExportOptions) -> ExportResult:
         raise FileNotFoundError(f"calibration images not found: {options.calib}")
     imgsz = options.imgsz or _train_imgsz(weights) or 640
     out = options.out
+    int8_out = out.with_name(f"{out.stem}-int8.onnx")
+    for stale in (out.with_suffix(".eval.json"), int8_out.with_suffix(".eval.json")):
+        stale.unlink(missing_ok=True)  # figures of a previous model must not outlive it
     export_onnx(weights, out, imgsz)
     meta = {
         "siteguard_version": options.model_version or default_version(out),
@@ -144,7 +147,7 @@ def export(options: ExportOptions) -> ExportResult:
     if options.int8:
         from training.quantize import quantize_int8
 
-        int8 = out.with_name(f"{out.stem}-int8.onnx")
+        int8 = int8_out
         quantize_int8(out, int8, options.calib, options.calib_images)
         fp32_meta = read_metadata(out)
         fp32_meta["siteguard_version"] = f"{meta['siteguard_version']}-int8"

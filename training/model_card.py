@@ -52,9 +52,20 @@ def _rel(path: str | Path) -> str:
     return rel if len(rel) < len(str(path)) or not Path(path).is_absolute() else str(path)
 
 
-def _load_eval(model: Path, explicit: Path | None) -> dict[str, Any] | None:
+def _load_eval(model: Path, explicit: Path | None, version: str | None) -> dict[str, Any] | None:
+    """MODEL.eval.json (or `explicit`), refused when it was made for another model version."""
     path = explicit or model.with_suffix(".eval.json")
-    return json.loads(path.read_text()) if path.is_file() else None
+    if explicit is not None and not path.is_file():
+        raise FileNotFoundError(f"evaluation JSON not found: {path}")
+    if not path.is_file():
+        return None
+    figures = json.loads(path.read_text())
+    if version and figures.get("model_version") != version:
+        raise ValueError(
+            f"{path} evaluates model version {figures.get('model_version')!r}, but {model} is "
+            f"{version!r}; run `siteguard evaluate --model {model} --out {path}` again"
+        )
+    return figures
 
 
 def time_model(model: Path, frames: int, image: Path | None = None) -> dict[str, float]:
@@ -75,7 +86,25 @@ def time_model(model: Path, frames: int, image: Path | None = None) -> dict[str,
         t0 = time.perf_counter()
         det.predict([frame])
         samples.append(1000 * (time.perf_counter() - t0))
-    return {"median_ms": round(statistics.median(samples), 1), "frames": frames}
+    h, w = frame.shape[:2]
+    return {
+        "median_ms": round(statistics.median(samples), 1),
+        "frames": frames,
+        "frame": f"{w}x{h}",
+    }
+
+
+def _sample_image(figures: dict[str, Any] | None) -> Path | None:
+    """The first image of the evaluated split, to time on a real frame."""
+    if not figures:
+        return None
+    from training.data_yaml import load_data_yaml
+    from training.labels import list_images
+
+    try:
+        return list_images(load_data_yaml(figures["data"])[figures["split"]])[0]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _run_facts(run: Path | None) -> dict[str, Any]:
@@ -181,8 +210,12 @@ def render(options: CardOptions) -> str:
     model = options.model
     meta = read_metadata(model)
     names = ast.literal_eval(meta.get("names", "{}"))
-    fp32 = _load_eval(model, options.evaluation)
-    int8_eval = _load_eval(options.int8, None) if options.int8 else None
+    fp32 = _load_eval(model, options.evaluation, meta.get("siteguard_version"))
+    int8_eval = None
+    if options.int8:
+        int8_eval = _load_eval(
+            options.int8, None, read_metadata(options.int8).get("siteguard_version")
+        )
     facts = _run_facts(options.run)
     size_mb = model.stat().st_size / 1e6
     lines = [
@@ -246,15 +279,17 @@ def render(options: CardOptions) -> str:
     else:
         lines.append("Not evaluated: run `siteguard evaluate --json` and pass `--eval`.")
     lines += ["", "## Speed", ""]
-    timing = time_model(model, options.timing_frames) if options.timing_frames else None
+    sample = _sample_image(fp32)
+    timing = time_model(model, options.timing_frames, sample) if options.timing_frames else None
     if timing:
+        what = f"a {timing['frame']} test image" if sample else f"a {timing['frame']} frame"
         line = (
-            f"- fp32: {timing['median_ms']} ms per 640x480 frame at batch 1 (median of "
-            f"{timing['frames']}, OnnxDetector incl. letterbox and NMS)"
+            f"- fp32: {timing['median_ms']} ms per image on {what} at batch 1 (median of "
+            f"{timing['frames']} runs, OnnxDetector incl. letterbox, decode and NMS)"
         )
         lines.append(line)
         if options.int8:
-            t8 = time_model(options.int8, options.timing_frames)
+            t8 = time_model(options.int8, options.timing_frames, sample)
             lines.append(f"- int8: {t8['median_ms']} ms per frame, same conditions")
         lines.append(
             f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, onnxruntime CPU; "

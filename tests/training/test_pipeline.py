@@ -179,3 +179,16 @@ def test_bad_inputs_are_clear_errors(
     not_a_model.write_bytes(np.arange(64, dtype=np.uint8).tobytes())
     code = main(["evaluate", "--model", str(not_a_model), "--data", str(mini_data)])
     assert code == 2 and "cannot load ONNX model" in capsys.readouterr().err
+
+
+def test_model_card_refuses_figures_of_another_model(
+    exported, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stale = json.loads(exported.onnx.with_suffix(".eval.json").read_text())
+    stale["model_version"] = "an-older-model"
+    path = tmp_path / "stale.eval.json"
+    path.write_text(json.dumps(stale))
+    args = ["--eval", str(path), "--out", str(tmp_path / "CARD.md"), "--timing-frames", "0"]
+    assert main(["model-card", "--model", str(exported.onnx), *args]) == 2
+    assert "evaluates model version 'an-older-model'" in capsys.readouterr().err
+    assert not (tmp_path / "CARD.md").exists()
