@@ -117,9 +117,14 @@ def yolo_samples(source: Path, class_map: str | None = None) -> Iterable[Sample]
     data = load_data_yaml(_data_yaml_of(source))
     to_ours = resolve_names(data["names"], parse_class_map(class_map))
     found = False
+    seen: dict[str, str] = {}
     for split in SPLITS:
         if split not in data:
             continue
+        if data[split] in seen:  # e.g. the service's sample zip lists one folder as train and val
+            log.warning("%s: split %s repeats %s; kept once", source, split, seen[data[split]])
+            continue
+        seen[data[split]] = split
         for image in list_images(data[split]):
             found = True
             rows = read_labels(label_path_for(image), len(data["names"]))
@@ -163,6 +168,25 @@ def supervision_samples(
         yield Sample(split, Path(image_path), _remap(rows, to_ours))
 
 
+def extract_zip(archive: Path, folder: Path) -> Path:
+    """Unpack a YOLO zip (e.g. `GET /api/v1/samples/export`) next to the new version; the
+    version's images then link into it. Refuses members that would land outside `folder`."""
+    import zipfile
+
+    if folder.exists():
+        raise DatasetError(f"{folder} already exists; remove it or choose another --out")
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for member in zf.namelist():
+                target = (folder / member).resolve()
+                if not target.is_relative_to(folder.resolve()):
+                    raise DatasetError(f"{archive}: unsafe path in archive: {member}")
+            zf.extractall(folder)
+    except zipfile.BadZipFile as exc:
+        raise DatasetError(f"{archive} is not a zip file: {exc}") from exc
+    return folder
+
+
 def import_dataset(
     source: Path,
     out: Path,
@@ -179,6 +203,8 @@ def import_dataset(
         raise DatasetError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     if not source.exists():
         raise DatasetError(f"source not found: {source}")
+    if fmt == "yolo" and source.suffix == ".zip":
+        source = extract_zip(source, out.with_name(f"{out.name}-source"))
     if fmt == "yolo":
         samples = yolo_samples(source, class_map)
     else:

@@ -172,3 +172,24 @@ def test_cli_dataset_commands_and_errors(
     code = main(["dataset", "import", str(mini_copy.parent / "train" / "images"), "--format",
                  "coco", "--out", str(tmp_path / "d")])  # fmt: skip
     assert code == 2 and "--annotations is required" in capsys.readouterr().err
+
+
+def test_import_a_service_sample_zip(mini_copy: Path, tmp_path: Path) -> None:
+    """The layout of GET /api/v1/samples/export: one folder listed as both train and val."""
+    import zipfile
+
+    archive = tmp_path / "samples.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for image in sorted((mini_copy.parent / "train" / "images").iterdir()):
+            zf.write(image, f"images/{image.name}")
+            zf.write(mini_copy.parent / "train" / "labels" / f"{image.stem}.txt",
+                     f"labels/{image.stem}.txt")  # fmt: skip
+        names = {0: "head", 1: "helmet", 2: "person"}
+        zf.writestr("data.yaml", yaml.safe_dump({"path": ".", "train": "images", "val": "images",
+                                                 "names": names}))  # fmt: skip
+    manifest = import_dataset(archive, tmp_path / "reviews")
+    assert set(manifest["splits"]) == {"train"} and manifest["splits"]["train"]["images"] == 4
+    assert all(p.is_symlink() for p in (tmp_path / "reviews" / "train" / "images").iterdir())
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    with pytest.raises(DatasetError, match="is not a zip file"):
+        import_dataset(tmp_path / "junk.zip", tmp_path / "junk")
