@@ -151,10 +151,11 @@ class ServiceProcess(_Process):
             self.admin("create-camera", camera, "--site", site)
         return str(self.admin("create-api-key", f"edge-{site}", "--site", site)["key"])
 
-    def start(self, timeout: float = 90.0) -> ServiceProcess:
+    def start(self, timeout: float = 90.0, env: dict[str, str] | None = None) -> ServiceProcess:
         self._spawn(
             [SITEGUARD, "serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1"]
-            + ["--port", str(self.port)]
+            + ["--port", str(self.port)],
+            env=env,
         )
         wait_until(self._ready, timeout=timeout, interval=0.3)
         return self

@@ -1,0 +1,118 @@
+"""Scenario building blocks for the reliability tests: a camera that shows real violations, a
+detector set up to stream it to a real service, and the bookkeeping that compares the detector's
+own count of violations with what the service stored."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ops.opslib import DetectorProcess, ServiceProcess, sample_sum, wait_until
+
+CAMERA = "cam-rel"
+SITE = "site-rel"
+IMAGE_HOLD_S = 4.0
+
+
+def violation_images(hardhat_dir: Path, dest: Path, count: int) -> Path:
+    """`count` test images that each show 2-5 bare heads (label class 0), in a fresh folder.
+
+    Each image is held `IMAGE_HOLD_S` by the camera, long enough for a violation to open, so
+    the folder plays as a camera on which workers without helmets come and go.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    picked = 0
+    for label in sorted((hardhat_dir / "test" / "labels").glob("*.txt")):
+        heads = sum(1 for line in label.read_text().splitlines() if line.startswith("0 "))
+        image = hardhat_dir / "test" / "images" / f"{label.stem}.jpg"
+        if 2 <= heads <= 5 and image.is_file():
+            shutil.copy(image, dest / f"{picked:03d}-{image.name}")
+            picked += 1
+            if picked == count:
+                return dest
+    raise AssertionError(f"only {picked} suitable images in {hardhat_dir}")
+
+
+def detector_config(model: Path, service: ServiceProcess, key: str, source: Path) -> dict:
+    """Fast, light settings: short holds and retries so a scenario fits in CI time."""
+    return {
+        "detector_id": "edge-rel",
+        "model": {"path": str(model), "threads": 1, "watch": False, "follow_promotions": False},
+        "service": {
+            "url": service.url,
+            "api_key": key,
+            "timeout_s": 5,
+            "heartbeat_interval_s": 1,
+            "retry_initial_s": 0.5,
+            "retry_max_s": 2,
+        },
+        "motion": {"enabled": False},
+        "rules": {"hold_s": 1.0, "close_after_s": 1.0},
+        "cameras": [
+            {
+                "id": CAMERA,
+                "source": str(source),
+                "fps": 4,
+                "playback_fps": 4,
+                "image_hold_s": IMAGE_HOLD_S,
+                "loop": False,
+                "frozen_after_s": 600,
+            }
+        ],
+    }
+
+
+def detector_count(detector: DetectorProcess) -> int:
+    """Violation episodes the detector opened, by its own counter."""
+    return int(sample_sum(detector.metrics(), "siteguard_detector_violations_total"))
+
+
+@dataclass
+class Tally:
+    """What a scenario observed; `check()` states the guarantees."""
+
+    detected: int = 0
+    stored: list[str] = field(default_factory=list)
+    max_queued: int = 0
+    dead: list[str] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, min_events: int = 3) -> None:
+        assert self.detected >= min_events, f"too few violations to prove anything: {self}"
+        assert len(self.stored) == len(set(self.stored)), f"duplicates stored: {self}"
+        assert len(self.stored) == self.detected, f"detector count != stored rows: {self}"
+        assert not self.dead, f"events dead-lettered: {self.dead}"
+
+
+def settle(
+    detector: DetectorProcess, service: ServiceProcess, tally: Tally, timeout: float = 180.0
+) -> Tally:
+    """Wait until the camera has played out and every event the detector opened is stored."""
+    stable = {"since": None, "last": None}
+
+    def delivered() -> bool:
+        """the stream ended and the detector's count equals the stored rows (stable 3 s)"""
+        metrics = detector.metrics()
+        finished = (
+            sample_sum(metrics, "siteguard_detector_camera_state", camera=CAMERA, state="offline")
+            == 1
+            and sample_sum(metrics, "siteguard_detector_frames_read_total", camera=CAMERA) > 0
+        )
+        tally.max_queued = max(tally.max_queued, len(detector.outbox("pending")))
+        snapshot = (detector_count(detector), len(service.event_ids()))
+        done = finished and not detector.outbox("pending") and snapshot[0] == snapshot[1]
+        if not done or snapshot != stable["last"]:
+            stable.update(since=time.monotonic() if done else None, last=snapshot)
+            return False
+        return time.monotonic() - stable["since"] >= 3.0
+
+    try:
+        wait_until(delivered, timeout=timeout, interval=0.5)
+    finally:
+        tally.detected = detector_count(detector)
+        tally.stored = service.event_ids()
+        tally.dead = detector.outbox("dead")
+    return tally
