@@ -44,7 +44,7 @@ class AlertHub:
         clock: Callable[[], datetime] | None = None,
         http: httpx.Client | None = None,
     ) -> None:
-        self.config = config
+        self.config = config = parse_config(config)  # cross-checks a hand-built AlertsConfig too
         self._clock = clock or utc_now
         self._http = http or httpx.Client(headers={"User-Agent": "SiteGuard-alerts"})
         templates = Templates(timezone=config.timezone, user_dir=config.templates_dir)
