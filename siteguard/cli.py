@@ -13,7 +13,13 @@ import logging
 import sys
 
 # Order is the order of `siteguard --help`. A package missing from an install is skipped.
-COMMAND_MODULES = ("detector.cli", "service.cli", "training.cli", "siteguard.demo")
+COMMAND_MODULES = (
+    "detector.cli",
+    "service.cli",
+    "alerts.cli",
+    "training.cli",
+    "siteguard.demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
