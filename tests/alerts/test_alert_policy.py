@@ -6,6 +6,7 @@ The hub's timer thread is parked (tick_interval_s = 1 h); tests move the clock a
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -338,3 +339,45 @@ def test_timer_thread_fires_on_its_own(receiver: Receiver) -> None:
         receiver.wait("/site")
     finally:
         hub.stop(timeout=2)
+
+
+def test_concurrent_notices_are_each_delivered_exactly_once(
+    receiver: Receiver, make_hub, clock: FakeClock
+) -> None:
+    """Four ingest threads and a ticking clock: every event reaches the channel exactly once,
+    whether alone or inside a group message."""
+    config = {
+        "channels": hooks(receiver, "site"),
+        "routes": [{"name": "r", "channels": ["site"], "cooldown_s": 30, "group_window_s": 5}],
+    }
+    hub = make_hub(config, clock)
+    sent_ids: list[str] = []
+    lock = threading.Lock()
+
+    def ingest(worker: int) -> None:
+        for i in range(40):
+            n = violation(clock, camera_id=f"cam-{(worker + i) % 5}")
+            with lock:
+                sent_ids.append(n.event_id)
+            hub.notify_violation(n)
+
+    def ticker(stop: threading.Event) -> None:
+        while not stop.is_set():
+            clock.advance(seconds=3)
+            hub.tick()
+
+    stop = threading.Event()
+    tick_thread = threading.Thread(target=ticker, args=(stop,))
+    tick_thread.start()
+    threads = [threading.Thread(target=ingest, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    tick_thread.join()
+    hub.stop(timeout=10)  # flushes whatever is still batched
+
+    received = [v["event_id"] for m in messages(receiver, "/site") for v in m["violations"]]
+    assert sorted(received) == sorted(sent_ids)
+    assert len(messages(receiver, "/site")) < len(sent_ids)  # bursts were grouped
