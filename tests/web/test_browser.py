@@ -243,3 +243,71 @@ def test_trainer_promotes_and_rolls_back(browser: object, live_service: LiveServ
     page.goto("/models")
     assert page.locator("#model-versions button").count() == 0  # managers cannot promote
     context.close()
+
+
+def test_admin_sites_keys_users_and_zone_editor(browser: object, live_service: LiveService) -> None:
+    live_service.post_violation("gate-1")  # gives the zone editor a 640x360 snapshot
+    context, page = _page(browser, live_service)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _login(page, "admin")
+    page.goto("/admin")
+
+    page.fill("#s-id", "site-c")
+    page.fill("#s-name", "工地 C")
+    page.locator("#s-id").evaluate("el => el.form.requestSubmit()")
+    page.locator("#sites td", has_text="工地 C").wait_for()
+
+    page.fill("#k-name", "edge-9")
+    page.select_option("#k-site", "site-a")
+    page.locator("#k-name").evaluate("el => el.form.requestSubmit()")
+    page.locator("#new-key:not([hidden])").wait_for()
+    secret = page.inner_text("#new-key-value").strip()
+    assert secret.startswith("sg_")
+    with live_service.client() as client:  # the new key works for a detector right away
+        beat = {"detector_id": "edge-9", "cameras": [{"camera_id": "gate-1", "state": "online"}]}
+        resp = client.post("/api/v1/heartbeats", json=beat, headers={"X-API-Key": secret})
+        assert resp.status_code == 200, resp.text
+
+    page.goto("/admin")
+    page.fill("#u-name", "viewer2")
+    page.fill("#u-pass", "another-pass-9")
+    page.select_option("#u-role", "viewer")
+    page.select_option("#u-sites", ["site-a"])
+    page.locator("#u-name").evaluate("el => el.form.requestSubmit()")
+    page.locator("#users td", has_text="viewer2").wait_for()
+
+    page.fill("#u-name", "viewer2")  # a duplicate: the API's refusal is shown, not swallowed
+    page.fill("#u-pass", "another-pass-9")
+    page.locator("#u-name").evaluate("el => el.form.requestSubmit()")
+    page.locator("#admin-result.error").wait_for()
+    assert page.inner_text("#admin-result").startswith("4")
+    assert page.locator("#users td", has_text="viewer2").count() == 1
+
+    page.goto("/admin/cameras/gate-1/zones")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#zone-editor img');"
+        " return i && i.complete && i.naturalWidth > 0; }"
+    )
+    box = page.locator("#zone-svg").bounding_box()
+    corners = [(0.1, 0.2), (0.6, 0.2), (0.6, 0.9), (0.1, 0.9)]
+    for fx, fy in corners:
+        page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+    page.fill("#zone-name", "scaffold")
+    page.check('input[name="ppe"][value="harness"]')
+    page.get_by_role("button", name="Create").click()
+    assert page.locator("#zone-svg polygon").count() == 1
+    page.get_by_role("button", name="Save").click()
+    page.locator("#zone-result.ok").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "zone-editor.png"), full_page=True)
+
+    camera = page.evaluate("async () => (await fetch('/api/v1/cameras/gate-1')).json()")
+    (zone,) = camera["zones"]
+    assert zone["name"] == "scaffold" and zone["required_ppe"] == ["helmet", "harness"]
+    expected = [(fx * 640, fy * 360) for fx, fy in corners]
+    for (x, y), (ex, ey) in zip(zone["polygon"], expected, strict=True):
+        assert abs(x - ex) <= 3 and abs(y - ey) <= 3
+    page.reload()
+    assert page.locator("#zone-svg polygon").count() == 1  # saved zones load back
+    assert errors == [], errors
+    context.close()

@@ -26,7 +26,7 @@ API = {
     "users": "/api/v1/users",
     "sites": "/api/v1/sites",
     "cameras": "/api/v1/cameras",
-    "keys": "/api/v1/api-keys",
+    "api_keys": "/api/v1/api-keys",
 }
 DEFAULT_FRAME = (1280, 720)
 
