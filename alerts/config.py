@@ -206,6 +206,7 @@ class RouteConfig(_Strict):
     quiet_hours: list[TimeWindow] = Field(default_factory=list)
     shifts: list[TimeWindow] = Field(default_factory=list)
     quiet_hours_bypass: Severity | None = None
+    quiet_hours_action: Literal["drop", "defer"] = "drop"  # defer: one message when they end
     timezone: str | None = None
     escalation: EscalationConfig | None = None
 

@@ -17,8 +17,8 @@ DELIVERY_SECONDS = Histogram(
 )
 NOTICES = Counter(
     "siteguard_alert_notices_total",
-    "Notices received per routing decision (routed, grouped, unrouted, too_short, quiet, "
-    "duplicate, reviewed).",
+    "Notices received per routing decision (routed, grouped, deferred, unrouted, too_short, "
+    "quiet, off_shift, duplicate, reviewed).",
     ["decision"],
 )
 QUEUED = Gauge(

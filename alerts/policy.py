@@ -4,7 +4,8 @@ escalation and camera outages. Pure bookkeeping on the injected clock; no I/O, n
 Grouping, per route and camera: a notice opens a batch that is sent ``group_window_s`` later
 (at once when 0), but never sooner than ``cooldown_s`` after the previous message for that
 camera; everything arriving meanwhile joins the batch, so a burst becomes one message and
-nothing is dropped.
+nothing is dropped. Quiet hours drop notices, or with ``quiet_hours_action: defer`` hold them in
+the batch until the quiet window ends. Escalation timers start when a violation is sent.
 """
 
 from __future__ import annotations
@@ -95,15 +96,13 @@ class AlertPolicy:
                     continue
                 self._remember(key)
                 reason = self._suppressed(route, now, severity)
-                if reason:
+                if reason == "quiet" and route.quiet_hours_action == "defer":
+                    self._count("deferred", notice.event_id, route)
+                    out.extend(self._add_to_batch(route, notice, now, self._quiet_end(route, now)))
+                elif reason:
                     self._count(reason, notice.event_id, route)
-                    continue
-                out.extend(self._add_to_batch(route, notice, now))
-                if route.escalation:
-                    due = now + timedelta(minutes=route.escalation.after_minutes)
-                    self._escalations.setdefault(notice.event_id, []).append(
-                        _Escalation(route, notice, due)
-                    )
+                else:
+                    out.extend(self._add_to_batch(route, notice, now))
         return out
 
     def on_reviewed(self, event_id: str) -> None:
@@ -140,8 +139,22 @@ class AlertPolicy:
             return "quiet"
         return None
 
+    def _quiet_end(self, route: RouteConfig, now: datetime) -> datetime:
+        """The first minute after ``now`` outside every quiet window (at most 8 days on)."""
+        tz = ZoneInfo(route.timezone or self.config.timezone)
+        t = now.replace(second=0, microsecond=0)
+        for _ in range(8 * 24 * 60):
+            t += timedelta(minutes=1)
+            if not in_any(route.quiet_hours, t, tz):
+                return t
+        return t
+
     def _add_to_batch(
-        self, route: RouteConfig, notice: ViolationNotice, now: datetime
+        self,
+        route: RouteConfig,
+        notice: ViolationNotice,
+        now: datetime,
+        not_before: datetime | None = None,
     ) -> list[Outgoing]:
         batch = self._batches.setdefault((route.name, notice.site_id, notice.camera_id), _Batch())
         if batch.pending:
@@ -151,6 +164,8 @@ class AlertPolicy:
         flush_at = now + timedelta(seconds=route.group_window_s)
         if batch.last_sent is not None:
             flush_at = max(flush_at, batch.last_sent + timedelta(seconds=route.cooldown_s))
+        if not_before is not None:
+            flush_at = max(flush_at, not_before)
         batch.pending = [notice]
         batch.flush_at = flush_at
         if flush_at > now:
@@ -162,6 +177,10 @@ class AlertPolicy:
     def _flush(self, route: RouteConfig, batch: _Batch, now: datetime) -> Outgoing:
         notices = sorted(batch.pending, key=lambda n: n.started_at)
         batch.pending, batch.flush_at, batch.last_sent = [], None, now
+        if route.escalation:
+            due = now + timedelta(minutes=route.escalation.after_minutes)
+            for n in notices:
+                self._escalations.setdefault(n.event_id, []).append(_Escalation(route, n, due))
         return route.channels, Dispatch(
             kind="violation" if len(notices) == 1 else "group",
             created_at=now,
@@ -229,7 +248,15 @@ class AlertPolicy:
         with self._lock:
             for (route_name, _, _), batch in self._batches.items():
                 if batch.pending and batch.flush_at is not None and batch.flush_at <= now:
-                    out.append(self._flush(self._routes[route_name], batch, now))
+                    route = self._routes[route_name]
+                    severity = self._max_severity(batch.pending)
+                    if (
+                        route.quiet_hours_action == "defer"
+                        and self._suppressed(route, now, severity) == "quiet"
+                    ):  # a cooldown that ends inside quiet hours waits for them to end
+                        batch.flush_at = self._quiet_end(route, now)
+                        continue
+                    out.append(self._flush(route, batch, now))
             out.extend(self._due_escalations(now))
             out.extend(self._due_outages(now))
         return out

@@ -137,16 +137,17 @@ def test_escalation_after_unreviewed_minutes(
     hub.mark_reviewed(ignored.event_id)  # late review: harmless
 
 
-def test_escalations_on_one_camera_are_grouped(
+def test_escalation_counts_from_when_the_message_went_out(
     receiver: Receiver, make_hub, clock: FakeClock
 ) -> None:
+    """Violations sent together in one group escalate together, N minutes after the group."""
     config = {
         "channels": hooks(receiver, "site", "manager"),
         "routes": [
             {
                 "name": "r",
                 "channels": ["site"],
-                "cooldown_s": 600,
+                "group_window_s": 120,
                 "escalation": {"after_minutes": 5, "channels": ["manager"]},
             }
         ],
@@ -155,8 +156,12 @@ def test_escalations_on_one_camera_are_grouped(
     notices = [violation(clock) for _ in range(3)]
     for n in notices:
         hub.notify_violation(n)
-    clock.advance(minutes=5)
-    assert hub.tick() == 1  # one escalation message for the 3, the group is still cooling
+    clock.advance(minutes=2)
+    assert hub.tick() == 1  # the group goes out
+    clock.advance(minutes=4)
+    assert hub.tick() == 0  # 6 min after the first notice, but only 4 after the message
+    clock.advance(minutes=1)
+    assert hub.tick() == 1  # one escalation message for the 3
     (req,) = receiver.wait("/manager")
     assert len(req.json["violations"]) == 3
 
@@ -212,6 +217,40 @@ def test_quiet_hours_and_shifts(
     hub.notify_violation(violation(clock, severity=severity))
     settle(hub)
     assert bool(receiver.on("/site")) is sent
+
+
+def test_quiet_hours_can_defer_to_one_message_when_they_end(receiver: Receiver, make_hub) -> None:
+    clock = FakeClock(datetime.fromisoformat("2026-11-23T14:30:00+00:00"))  # 22:30 Shanghai
+    config = {
+        "channels": hooks(receiver, "site", "manager"),
+        "routes": [
+            {
+                "name": "r",
+                "channels": ["site"],
+                "quiet_hours": [{"start": "22:00", "end": "06:00"}],
+                "quiet_hours_action": "defer",
+                "escalation": {"after_minutes": 30, "channels": ["manager"]},
+            }
+        ],
+    }
+    hub = make_hub(config, clock)
+    night = [violation(clock), violation(clock, camera_id="gate-2")]
+    for n in night:
+        hub.notify_violation(n)
+    clock.advance(hours=2)
+    hub.notify_violation(late := violation(clock))
+    clock.advance(minutes=60)  # 01:30: no escalation at night either
+    assert hub.tick() == 0
+    clock.advance(hours=4, minutes=29)  # 05:59
+    assert hub.tick() == 0
+    clock.advance(minutes=1)  # 06:00
+    assert hub.tick() == 2  # one message per camera
+    reqs = receiver.wait("/site", 2)
+    got = sorted(v["event_id"] for r in reqs for v in r.json["violations"])
+    assert got == sorted([night[0].event_id, night[1].event_id, late.event_id])
+    clock.advance(minutes=30)
+    assert hub.tick() == 2  # escalation counts from 06:00, per camera
+    settle(hub)
 
 
 def test_routing_by_site_camera_zone_kind_and_severity(
