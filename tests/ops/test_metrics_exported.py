@@ -96,3 +96,24 @@ def test_metrics_endpoints_answer_plain_http(stack: Stack) -> None:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")
     assert httpx.get(f"{stack.service.url}/healthz", timeout=30).status_code == 200
+
+
+def test_operations_reference_matches_the_real_metrics(
+    repo_root: Path, deploy_dir: Path, exported: set[str], stack: Stack
+) -> None:
+    """docs/operations.md documents exactly the metrics the processes export, and every alert."""
+    doc = (repo_root / "docs" / "operations.md").read_text()
+    documented = set(re.findall(r"^\| `(siteguard_[a-z0-9_]+)` \|", doc, re.MULTILINE))
+    families = {
+        name
+        for text in (stack.service.metrics(), stack.detector.metrics())
+        for name in re.findall(r"^# TYPE (siteguard_[a-z0-9_]+) ", text, re.MULTILINE)
+        if not name.endswith("_created")  # prometheus_client's creation-time twins
+    }
+    # Name counters as they are queried (with `_total`), whatever the TYPE line says.
+    queried = {f"{n}_total" if f"{n}_total" in exported else n for n in families}
+    assert documented - exported == set(), "documented but not exported"
+    assert queried - documented == set(), "exported but not documented in docs/operations.md"
+    alerts = {name for name in _rule_exprs(deploy_dir) if name.startswith("rule ")}
+    for alert in alerts:
+        assert f"`{alert.removeprefix('rule ')}`" in doc, f"{alert} not in docs/operations.md"
