@@ -367,7 +367,7 @@ def test_timer_thread_fires_on_its_own(receiver: Receiver) -> None:
             "tick_interval_s": 0.05,
             "delivery": FAST_DELIVERY,
             "channels": hooks(receiver, "site"),
-            "routes": [{"name": "r", "channels": ["site"], "group_window_s": 0.2}],
+            "routes": [{"name": "r", "channels": ["site"], "group_window_s": 1.0}],
         },
         env={},
     )
