@@ -70,20 +70,25 @@ class RegistryClient:
         metrics: dict[str, Any] | None = None,
         dataset_version: str | None = None,
         notes: str = "",
+        weights: str | Path | None = None,
     ) -> dict[str, Any]:
-        """Upload an ONNX file as a candidate version; returns the registered record."""
+        """Upload an ONNX file as a candidate version (with the .pt it was exported from, so a
+        later `siteguard retrain` can fine-tune it); returns the registered record."""
+        from contextlib import ExitStack
+
         model = Path(model)
-        if not model.is_file():
-            raise FileNotFoundError(f"model not found: {model}")
+        for path in (model, weights):
+            if path is not None and not Path(path).is_file():
+                raise FileNotFoundError(f"model not found: {path}")
         meta = {"version": version, "metrics": metrics or {}, "notes": notes}
         if dataset_version:
             meta["dataset_version"] = dataset_version
-        with model.open("rb") as handle:
-            response = self._http.post(
-                "/models",
-                data={"meta": json.dumps(meta)},
-                files={"file": (model.name, handle, "application/octet-stream")},
-            )
+        with ExitStack() as stack:
+            files = {"file": (model.name, stack.enter_context(model.open("rb")))}
+            if weights is not None:
+                handle = stack.enter_context(Path(weights).open("rb"))
+                files["weights"] = (Path(weights).name, handle)
+            response = self._http.post("/models", data={"meta": json.dumps(meta)}, files=files)
         return self._check(response, f"register {version}")
 
     def models(self) -> list[dict[str, Any]]:
@@ -97,20 +102,27 @@ class RegistryClient:
         response = self._http.patch(f"/models/{version}", json={"metrics": metrics})
         return self._check(response, f"update {version}")
 
-    def promote(self, version: str) -> dict[str, Any]:
-        return self._check(self._http.post(f"/models/{version}/promote"), f"promote {version}")
+    def promote(self, version: str, force: bool = False) -> dict[str, Any]:
+        """Promote past the service's gate (409 with the failed checks); `force`: admins only."""
+        params = {"force": "true"} if force else {}
+        response = self._http.post(f"/models/{version}/promote", params=params)
+        return self._check(response, f"promote {version}")
+
+    def gate(self, version: str) -> dict[str, Any]:
+        """The promotion gate's verdict on `version`, check by check, without promoting."""
+        return self._check(self._http.get(f"/models/{version}/gate"), f"gate {version}")
 
     def rollback(self, version: str) -> dict[str, Any]:
         """Retire the active `version`; returns the version that became active again."""
         return self._check(self._http.post(f"/models/{version}/rollback"), f"rollback {version}")
 
-    def download(self, version: str, out: str | Path) -> Path:
-        """The ONNX bytes of a registered version, streamed to `out`."""
+    def download(self, version: str, out: str | Path, what: str = "file") -> Path:
+        """The ONNX bytes (`what="weights"`: the .pt) of a registered version, to `out`."""
         out = Path(out)
-        with self._http.stream("GET", f"/models/{version}/file") as response:
+        with self._http.stream("GET", f"/models/{version}/{what}") as response:
             if not response.is_success:
                 response.read()
-                self._check(response, f"download {version}")
+                self._check(response, f"download {version} {what}")
             out.parent.mkdir(parents=True, exist_ok=True)
             with out.open("wb") as handle:
                 for chunk in response.iter_bytes():
@@ -124,9 +136,9 @@ class RegistryClient:
             params["since"] = since
         return self._check(self._http.get("/samples", params=params), "list samples")
 
-    def export_samples(self, out: str | Path, since: str | None = None) -> Path:
-        """Reviewed samples as a YOLO-layout zip (for `siteguard dataset import`)."""
-        params = {"format": "yolo", **({"since": since} if since else {})}
+    def export_samples(self, out: str | Path, since: str | None = None, fmt: str = "yolo") -> Path:
+        """Reviewed samples as a YOLO-layout zip (for `siteguard dataset import`), or COCO."""
+        params = {"format": fmt, **({"since": since} if since else {})}
         out = Path(out)
         with self._http.stream("GET", "/samples/export", params=params) as response:
             if not response.is_success:

@@ -30,7 +30,7 @@ MATCH_IOU = 0.5
 
 
 def _ratio(num: int, den: int) -> float:
-    return num / den if den else 0.0
+    return round(num / den, 4) if den else 0.0
 
 
 @dataclass
