@@ -1,0 +1,277 @@
+"""`siteguard demo`: the service, a detector on the bundled model and the dashboard, in one command.
+
+The demo drives the real programs as a user would: `siteguard admin` sets up a site, a camera,
+an admin login and a detector key; `siteguard serve` and `siteguard detect` run as two processes
+that meet only over HTTP, like on a real site. State lives in `var/demo/` and is reused on the
+next run (`--fresh` starts over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = Path(os.environ.get("SITEGUARD_SHARED", REPO_ROOT.parent / "shared"))
+DEFAULT_SOURCES = (
+    SHARED_DIR / "data" / "hardhat-workers" / "test" / "images",
+    SHARED_DIR / "demo" / "power-crew-helmets.mp4",
+)
+SITE_ID = "demo-site"
+CAMERA_ID = "demo-cam"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo", help="run service + detector + dashboard on the bundled model and a demo camera"
+    )
+    p.add_argument("--port", type=int, default=8000, help="dashboard/API port on 127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to reach it from other machines")
+    p.add_argument("--source", type=Path, help="image folder, video file or stream URL")
+    p.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "siteguard-ppe.onnx")
+    p.add_argument("--state-dir", type=Path, default=REPO_ROOT / "var" / "demo")
+    p.add_argument("--fresh", action="store_true", help="forget the previous demo's data")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (for scripts)")
+    p.set_defaults(handler=_demo)
+
+
+@dataclass(frozen=True)
+class DemoState:
+    """What the first run creates and later runs reuse."""
+
+    admin_password: str
+    detector_key: str
+    trainer_token: str
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from siteguard.cli import CliError
+
+    source = args.source or next((s for s in DEFAULT_SOURCES if s.exists()), None)
+    if source is None:
+        raise CliError(
+            f"no demo source: pass --source (looked for {', '.join(map(str, DEFAULT_SOURCES))})"
+        )
+    if not args.model.is_file():
+        raise CliError(f"model not found: {args.model}")
+    if args.fresh and args.state_dir.exists():
+        shutil.rmtree(args.state_dir)
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    service_dir = args.state_dir / "service"
+    state = _load_or_create_state(args.state_dir, service_dir)
+    url = f"http://127.0.0.1:{args.port}"
+    detector_config = _write_detector_config(args, source, url, state)
+
+    processes: list[subprocess.Popen] = []
+    # SIGTERM (systemd, timeout, docker stop) must stop the children too, like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        processes.append(
+            _spawn(
+                [
+                    "serve",
+                    "--data-dir",
+                    str(service_dir),
+                    "--host",
+                    args.host,
+                    "--port",
+                    str(args.port),
+                ],
+                args.state_dir / "service.log",
+            )
+        )
+        _wait_ready(url, processes[0])
+        _register_bundled_model(args.model, url, state)
+        processes.append(
+            _spawn(["detect", "--config", str(detector_config)], args.state_dir / "detector.log")
+        )
+        _print_banner(url, source, args.state_dir, state)
+        return _supervise(processes, args.duration)
+    finally:
+        for proc in processes:
+            _stop(proc)
+
+
+def _run_admin(service_dir: Path, *argv: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "siteguard", "admin", "--data-dir", str(service_dir), *argv],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    if out.returncode != 0:
+        from siteguard.cli import CliError
+
+        raise CliError(f"siteguard admin {' '.join(argv[:1])} failed: {out.stderr.strip()}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _load_or_create_state(state_dir: Path, service_dir: Path) -> DemoState:
+    state_file = state_dir / "state.json"
+    if state_file.is_file():
+        return DemoState(**json.loads(state_file.read_text()))
+    print("setting up the demo site, camera and logins ...", flush=True)
+    password = secrets.token_urlsafe(9)
+    _run_admin(service_dir, "create-site", SITE_ID, "--name", "Demo site")
+    _run_admin(service_dir, "create-camera", CAMERA_ID, "--site", SITE_ID, "--name", "Demo camera")
+    _run_admin(
+        service_dir,
+        "create-user",
+        "admin",
+        "--role",
+        "admin",
+        "--sites",
+        SITE_ID,
+        "--password",
+        password,
+    )
+    key = _run_admin(service_dir, "create-api-key", "demo-detector", "--site", SITE_ID)["key"]
+    token = _run_admin(service_dir, "create-api-key", "demo-trainer", "--user", "admin")["key"]
+    state = DemoState(admin_password=password, detector_key=key, trainer_token=token)
+    state_file.write_text(json.dumps(state.__dict__, indent=2))
+    state_file.chmod(0o600)
+    return state
+
+
+def _write_detector_config(
+    args: argparse.Namespace, source: Path, url: str, state: DemoState
+) -> Path:
+    import yaml
+
+    is_folder = Path(source).is_dir()
+    camera: dict = {"id": CAMERA_ID, "source": str(source), "fps": 5, "site_requires": ["helmet"]}
+    if is_folder:
+        camera.update(playback_fps=5, image_hold_s=3)
+    config = {
+        "detector_id": "demo-edge",
+        "model": {
+            "path": str(args.model.resolve()),
+            "follow_promotions": True,
+            "download_dir": str((args.state_dir / "models").resolve()),
+        },
+        "service": {"url": url, "api_key": state.detector_key, "heartbeat_interval_s": 5},
+        "outbox": {"path": str((args.state_dir / "outbox.sqlite3").resolve())},
+        "metrics": {"enabled": True, "host": "127.0.0.1", "port": args.port + 108},
+        "cameras": [camera],
+    }
+    path = args.state_dir / "detector.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen:
+    log = log_path.open("ab")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "siteguard", *argv],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    import httpx
+
+    from siteguard.cli import CliError
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise CliError("the service exited during start-up; see var/demo/service.log")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise CliError(f"the service did not become ready at {url} in {timeout_s:.0f} s")
+
+
+def _register_bundled_model(model: Path, url: str, state: DemoState) -> None:
+    """Show the bundled model and its measured figures on the accuracy page (once)."""
+    listing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "siteguard",
+            "registry",
+            "--url",
+            url,
+            "--token",
+            state.trainer_token,
+            "list",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    if listing.returncode == 0 and listing.stdout.strip() not in ("", "[]"):
+        return
+    eval_json = model.with_suffix(".eval.json")
+    argv = [
+        "registry",
+        "--url",
+        url,
+        "--token",
+        state.trainer_token,
+        "register",
+        str(model),
+        "--promote",
+        "--notes",
+        "bundled model",
+    ]
+    if eval_json.is_file():
+        argv += ["--eval", str(eval_json)]
+    done = subprocess.run(
+        [sys.executable, "-m", "siteguard", *argv], capture_output=True, text=True, cwd=REPO_ROOT
+    )
+    if done.returncode != 0:
+        print(f"note: could not register the bundled model: {done.stderr.strip()}", flush=True)
+
+
+def _print_banner(url: str, source: Path, state_dir: Path, state: DemoState) -> None:
+    print(
+        "\n"
+        "  SiteGuard demo is running\n"
+        f"    dashboard   {url}/\n"
+        f"    login       admin / {state.admin_password}\n"
+        f"    camera      {CAMERA_ID} <- {source}\n"
+        f"    metrics     {url}/metrics\n"
+        f"    logs        {state_dir}/service.log, {state_dir}/detector.log\n"
+        "  Ctrl-C stops both processes.\n",
+        flush=True,
+    )
+
+
+def _supervise(processes: list[subprocess.Popen], duration: float | None) -> int:
+    deadline = None if duration is None else time.monotonic() + duration
+    while deadline is None or time.monotonic() < deadline:
+        for proc in processes:
+            if proc.poll() is not None:
+                print(f"a demo process exited with status {proc.returncode}; stopping", flush=True)
+                return 1
+        time.sleep(0.5)
+    return 0
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
