@@ -401,6 +401,9 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Al
         raise AlertsConfigError([("", f"cannot read {path}: {exc.strerror}")], str(path)) from None
     except yaml.YAMLError as exc:
         raise AlertsConfigError([("", f"not valid YAML: {exc}")], str(path)) from None
+    if isinstance(data, dict) and isinstance(data.get("templates_dir"), str):
+        # Relative to the config file, not to wherever the service happens to start.
+        data["templates_dir"] = str(path.parent / data["templates_dir"])
     return parse_config(data, env=env, source=str(path))
 
 

@@ -176,3 +176,25 @@ def test_example_config_loads_with_its_env_vars(repo_root: Path) -> None:
         AlertHub.from_yaml(example, env={})
     assert any(p.endswith(".secret") for p in info.value.paths)
     assert len(info.value.problems) == len(env)
+
+
+def test_templates_dir_is_relative_to_the_config_file(tmp_path: Path, receiver) -> None:
+    (tmp_path / "tpl" / "webhook").mkdir(parents=True)
+    (tmp_path / "tpl" / "webhook" / "test.text.en.j2").write_text("custom test text")
+    path = tmp_path / "alerts.yaml"
+    path.write_text(
+        f"language: en\ntemplates_dir: tpl\n"
+        f"channels: {{w: {{type: webhook, url: '{receiver.url('/w')}'}}}}\n"
+        f"routes: [{{name: r, channels: [w]}}]\n"
+    )
+    hub = AlertHub.from_yaml(path, env={})
+    assert hub.config.templates_dir == tmp_path / "tpl"
+    assert hub.send_test("w").ok
+    hub.stop()
+    (req,) = receiver.on("/w")
+    assert req.json["text"] == "custom test text"  # the user's template won
+    assert req.json["title"] == "[SiteGuard] test message"  # others stay bundled
+    path.write_text(path.read_text().replace("tpl", "missing"))
+    with pytest.raises(AlertsConfigError) as info:
+        AlertHub.from_yaml(path, env={})
+    assert info.value.paths == ["templates_dir"]
