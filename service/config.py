@@ -64,6 +64,12 @@ class ServiceSettings(BaseSettings):
     retention_days: int = Field(30, ge=1, description="delete snapshots/unreviewed events after")
     retention_interval_s: float = Field(3600.0, gt=0, description="how often the job runs")
     camera_offline_after_s: float = Field(120.0, gt=0)
+    promotion_tolerance: float = Field(
+        0.01, ge=0, le=1, description="gate: max benchmark drop (mAP50, worker accuracy), 0.01=1pt"
+    )
+    promotion_field_tolerance: float = Field(
+        0.0, ge=0, le=1, description="gate: max drop of worker accuracy on held-back field samples"
+    )
     alerts_config: Path | None = Field(None, description="alerts YAML; alerts off when unset")
     event_bus: str = Field("auto", pattern="^(auto|memory|postgres)$")
     upgrade_db_on_start: bool = True

@@ -163,6 +163,10 @@ class ModelVersion(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     promoted_at: Mapped[dt.datetime | None]
     promoted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # The Ultralytics .pt the ONNX was exported from, so `siteguard retrain` can fine-tune it
+    # (migration 0003).
+    weights_sha256: Mapped[str | None] = mapped_column(String(64))
+    weights_size_bytes: Mapped[int | None] = mapped_column(Integer)
 
 
 class TrainingSample(Base):
@@ -180,6 +184,29 @@ class TrainingSample(Base):
     boxes: Mapped[list[Any]] = mapped_column(default=list)
     outcome: Mapped[str] = mapped_column(String(16))
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    # Migration 0003: the reviewer's reading of a false alarm (the flagged head is a `helmet`,
+    # or `background`), and a trainer's correction (then `boxes` are the labels as they stand).
+    false_alarm_as: Mapped[str | None] = mapped_column(String(16))
+    corrected_at: Mapped[dt.datetime | None]
+    corrected_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class ShadowReport(Base):
+    """A frame where a candidate model in shadow mode disagreed with the active one (0003)."""
+
+    __tablename__ = "shadow_reports"
+    __table_args__ = (Index("ix_shadow_reports_candidate", "candidate_version", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    detector_id: Mapped[str] = mapped_column(String(64))
+    camera_id: Mapped[str] = mapped_column(String(64))
+    candidate_version: Mapped[str] = mapped_column(String(128))
+    active_version: Mapped[str] = mapped_column(String(128))
+    at: Mapped[dt.datetime]
+    kind: Mapped[str] = mapped_column(String(32))
+    active_boxes: Mapped[list[Any]] = mapped_column(default=list)
+    candidate_boxes: Mapped[list[Any]] = mapped_column(default=list)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class User(Base):
@@ -242,6 +269,7 @@ __all__ = [
     "Detector",
     "ModelVersion",
     "Review",
+    "ShadowReport",
     "Site",
     "TrainingSample",
     "User",

@@ -69,6 +69,7 @@ def collect_garbage(state: AppState, min_age_s: float = 300.0) -> int:
             Violation.frame_sha256,
             TrainingSample.image_sha256,
             ModelVersion.sha256,
+            ModelVersion.weights_sha256,
         ):
             used.update(d for d in db.scalars(select(column).distinct()) if d)
     now = dt.datetime.now().timestamp()

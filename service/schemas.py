@@ -154,6 +154,11 @@ class ViolationFilter(BaseModel):
 class ReviewIn(Input):
     outcome: Outcome
     comment: str = Field("", max_length=2000)
+    false_alarm_as: Literal["helmet", "background"] | None = Field(
+        None,
+        description="false alarms only: the flagged head is a `helmet` (relabelled in the "
+        "training sample) or `background` (dropped, the default)",
+    )
 
 
 class StatsRow(BaseModel):
@@ -206,6 +211,8 @@ class ModelVersionOut(BaseModel):
     promoted_at: dt.datetime | None
     file_url: str
     field: FieldPrecision
+    weights_url: str | None = Field(None, description="the .pt it was exported from, if stored")
+    shadow_disagreements: int = Field(0, description="frames where it disagreed in shadow mode")
 
 
 class SampleOut(BaseModel):
@@ -219,11 +226,62 @@ class SampleOut(BaseModel):
     boxes: list[dict[str, Any]]
     outcome: str
     updated_at: dt.datetime
+    false_alarm_as: str | None = None
+    corrected_at: dt.datetime | None = None
+    labels: list[dict[str, Any]] = Field(
+        default_factory=list, description="the boxes as they are exported for training"
+    )
 
 
 class SamplePage(BaseModel):
     items: list[SampleOut]
     next_since: dt.datetime | None
+
+
+class SampleBoxIn(Input):
+    class_name: str = Field(alias="class", min_length=1, max_length=64, pattern=r"^[a-z_]+$")
+    xyxy: tuple[float, float, float, float]
+
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", populate_by_name=True)
+
+
+class SampleLabelsIn(Input):
+    """A trainer's labels for a sample: they replace the detections as the training labels."""
+
+    boxes: list[SampleBoxIn] = Field(max_length=500)
+
+
+# --- shadow mode ------------------------------------------------------------------------------
+
+
+class ShadowDisagreementIn(Input):
+    camera_id: CameraId
+    at: AwareDatetime
+    kind: Literal["missed_violation", "extra_violation", "class_changed"]
+    active_boxes: list[BoxIn] = Field(default_factory=list, max_length=300)
+    candidate_boxes: list[BoxIn] = Field(default_factory=list, max_length=300)
+
+
+class ShadowReportIn(Input):
+    """`POST /api/v1/shadow`: disagreements of a candidate run beside the active model."""
+
+    detector_id: str = Field(min_length=1, max_length=64)
+    candidate_version: str = Field(min_length=1, max_length=128)
+    active_version: str = Field(min_length=1, max_length=128)
+    disagreements: list[ShadowDisagreementIn] = Field(max_length=500)
+
+
+class ShadowReportOut(BaseModel):
+    id: int
+    site_id: str
+    detector_id: str
+    camera_id: str
+    candidate_version: str
+    active_version: str
+    at: dt.datetime
+    kind: str
+    active_boxes: list[dict[str, Any]]
+    candidate_boxes: list[dict[str, Any]]
 
 
 # --- admin ------------------------------------------------------------------------------------

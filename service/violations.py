@@ -309,6 +309,7 @@ def review(
     event_id: str,
     outcome: str,
     comment: str = "",
+    false_alarm_as: str | None = None,
 ) -> Violation:
     """Record a review (who, when, comment), update status and the training sample."""
     if user.role not in ("manager", "trainer", "admin"):
@@ -319,7 +320,7 @@ def review(
         first = not v.reviews
         v.reviews.append(Review(outcome=outcome, comment=comment, user_id=user.id, created_at=now))
         v.status = outcome
-        _update_sample(db, v, outcome, now)
+        _update_sample(db, v, outcome, now, false_alarm_as)
         audit(
             db,
             request,
@@ -341,8 +342,11 @@ def review(
     return v
 
 
-def _update_sample(db: Session, v: Violation, outcome: str, now: dt.datetime) -> None:
-    """Confirmed / false-alarm violations with a raw frame become training samples."""
+def _update_sample(
+    db: Session, v: Violation, outcome: str, now: dt.datetime, false_alarm_as: str | None = None
+) -> None:
+    """Confirmed / false-alarm violations with a raw frame become training samples (a trainer's
+    corrected labels are kept)."""
     sample = db.scalar(select(TrainingSample).where(TrainingSample.violation_id == v.id))
     if outcome == "unsure" or v.frame_sha256 is None:
         if sample is not None:
@@ -352,6 +356,8 @@ def _update_sample(db: Session, v: Violation, outcome: str, now: dt.datetime) ->
         sample = TrainingSample(violation_id=v.id, site_id=v.site_id, image_sha256=v.frame_sha256)
         db.add(sample)
     sample.width, sample.height = v.frame_width, v.frame_height
-    sample.boxes = v.boxes
+    if sample.corrected_at is None:
+        sample.boxes = v.boxes
     sample.outcome = outcome
+    sample.false_alarm_as = false_alarm_as if outcome == "false_alarm" else None
     sample.updated_at = now

@@ -11,12 +11,23 @@ from service.api import (
     heartbeats,
     model_versions,
     samples,
+    shadow,
     stats,
     violations,
 )
 
 api_router = APIRouter(prefix="/api/v1")
-for module in (auth, violations, heartbeats, stats, model_versions, samples, admin, events):
+for module in (
+    auth,
+    violations,
+    heartbeats,
+    stats,
+    model_versions,
+    samples,
+    shadow,
+    admin,
+    events,
+):
     api_router.include_router(module.router)
 
 __all__ = ["api_router"]

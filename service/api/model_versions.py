@@ -14,6 +14,7 @@ from fastapi import (
     Form,
     HTTPException,
     Path,
+    Query,
     Request,
     Response,
     UploadFile,
@@ -25,6 +26,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from service.deps import AppState, get_db, get_state
+from service.gate import GateResult, check_gate
 from service.models import ModelVersion, User, Violation, utcnow
 from service.schemas import VERSION, FieldPrecision, ModelMetaIn, ModelPatchIn, ModelVersionOut
 from service.security import (
@@ -68,7 +70,16 @@ def to_out(db: Session, m: ModelVersion) -> ModelVersionOut:
         promoted_at=m.promoted_at,
         file_url=f"/api/v1/models/{m.version}/file",
         field=field_precision(db, m.version),
+        weights_url=f"/api/v1/models/{m.version}/weights" if m.weights_sha256 else None,
+        shadow_disagreements=_shadow_count(db, m.version),
     )
+
+
+def _shadow_count(db: Session, version: str) -> int:
+    from service.models import ShadowReport
+
+    query = select(func.count()).where(ShadowReport.candidate_version == version)
+    return int(db.scalar(query) or 0)
 
 
 def _get(db: Session, version: str) -> ModelVersion:
@@ -107,6 +118,7 @@ def register_model(
     user: User = Depends(require_role("trainer")),
     meta: str = Form(description='JSON: {"version", "dataset_version", "metrics", "notes"}'),
     file: UploadFile = File(description="the ONNX model"),
+    weights: UploadFile | None = File(None, description="the Ultralytics .pt it came from"),
     db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
 ) -> ModelVersionOut:
@@ -130,6 +142,7 @@ def register_model(
             raise HTTPException(415, "empty model file")
         _check_onnx(FsPath(tmp.name))
         digest = state.blobs.put_file(FsPath(tmp.name))
+    weights_digest, weights_size = _store_weights(weights, state) if weights else (None, None)
     row = ModelVersion(
         version=parsed.version,
         sha256=digest,
@@ -140,6 +153,8 @@ def register_model(
         status="candidate",
         created_by=user.id,
         created_at=utcnow(),
+        weights_sha256=weights_digest,
+        weights_size_bytes=weights_size,
     )
     try:
         with state.db.writing(db):
@@ -151,13 +166,31 @@ def register_model(
                 "model.register",
                 user=user,
                 target=row.version,
-                detail={"sha256": digest, "size_bytes": size},
+                detail={"sha256": digest, "size_bytes": size, "weights_sha256": weights_digest},
             )
     except Exception:
         if not db.scalar(select(ModelVersion.id).where(ModelVersion.sha256 == digest)):
             state.blobs.delete(digest)
         raise
     return to_out(db, row)
+
+
+def _store_weights(upload: UploadFile, state: AppState) -> tuple[str, int]:
+    """Store an Ultralytics checkpoint (a torch zip archive) in the blob store."""
+    import zipfile
+
+    limit = state.settings.max_model_bytes
+    with tempfile.NamedTemporaryFile(dir=state.blobs.root, prefix=".upload-") as tmp:
+        size = 0
+        for chunk in iter(lambda: upload.file.read(1 << 20), b""):
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(413, f"weights larger than {limit} bytes")
+            tmp.write(chunk)
+        tmp.flush()
+        if size == 0 or not zipfile.is_zipfile(tmp.name):
+            raise HTTPException(415, "weights are not a PyTorch checkpoint (.pt zip archive)")
+        return state.blobs.put_file(FsPath(tmp.name)), size
 
 
 @router.get("/{version}", response_model=ModelVersionOut, responses=_ERR)
@@ -252,17 +285,68 @@ def get_model_file(
     )
 
 
+@router.get("/{version}/weights", response_class=FileResponse, responses=_ERR)
+def get_model_weights(
+    version: VersionPath,
+    _user: User = Depends(require_role("trainer")),
+    db: Session = Depends(get_db),
+    state: AppState = Depends(get_state),
+) -> FileResponse:
+    """The Ultralytics .pt a version was exported from (what `siteguard retrain` fine-tunes)."""
+    m = _get(db, version)
+    if m.weights_sha256 is None or not state.blobs.path(m.weights_sha256).is_file():
+        raise HTTPException(404, f"no weights stored for {version!r}")
+    return FileResponse(
+        state.blobs.path(m.weights_sha256),
+        media_type="application/octet-stream",
+        filename=f"{m.version}.pt",
+        headers={"X-Model-Sha256": m.weights_sha256},
+    )
+
+
+def _gate(db: Session, m: ModelVersion, state: AppState) -> GateResult:
+    active = db.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
+    if active is None or active.id == m.id:
+        return check_gate(m.metrics, None, None)
+    return check_gate(
+        m.metrics,
+        active.version,
+        active.metrics,
+        state.settings.promotion_tolerance,
+        state.settings.promotion_field_tolerance,
+    )
+
+
+@router.get("/{version}/gate", responses=_ERR)
+def get_gate(
+    version: VersionPath,
+    _user: User = Depends(require_role("viewer")),
+    db: Session = Depends(get_db),
+    state: AppState = Depends(get_state),
+) -> dict:
+    """Would promoting this version pass the gate (service/gate.py)? Each check with figures."""
+    return _gate(db, _get(db, version), state).as_dict()
+
+
 @router.post("/{version}/promote", response_model=ModelVersionOut, responses=_ERR)
 def promote(
     version: VersionPath,
     request: Request,
+    force: bool = Query(False, description="admin only: promote although the gate refuses"),
     user: User = Depends(require_role("trainer")),
     db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
 ) -> ModelVersionOut:
-    """Make this version the active one (the previous active one is retired)."""
+    """Make this version the active one (the previous active one is retired) if it passes the
+    promotion gate; an admin may force it (audited with the failed checks)."""
+    if force and role_rank(user.role) < role_rank("admin"):
+        raise HTTPException(403, "only an admin may force a promotion past the gate")
     with state.db.writing(db):
         m = _get(db, version)
+        gate = _gate(db, m, state)
+        if not gate.ok and not force:
+            message = f"promotion gate refused {version!r}: {gate.failures()}"
+            raise HTTPException(409, {"message": message, "gate": gate.as_dict()})
         previous = db.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
         if previous is not None and previous.id != m.id:
             previous.status = "retired"
@@ -276,7 +360,11 @@ def promote(
             "model.promote",
             user=user,
             target=version,
-            detail={"previous": previous.version if previous else None},
+            detail={
+                "previous": previous.version if previous else None,
+                "gate": "passed" if gate.ok else "forced",
+                "checks": [c.__dict__ for c in gate.checks],
+            },
         )
     return to_out(db, m)
 

@@ -21,8 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.deps import AppState, get_db, get_state
-from service.models import TrainingSample, User, Violation
-from service.schemas import SLUG, SampleOut, SamplePage
+from service.models import TrainingSample, User, Violation, utcnow
+from service.schemas import SLUG, SampleLabelsIn, SampleOut, SamplePage
 from service.security import audit, check_site, require_role, site_scope
 
 router = APIRouter(prefix="/samples", tags=["samples"])
@@ -74,6 +74,9 @@ def list_samples(
             boxes=s.boxes,
             outcome=s.outcome,
             updated_at=s.updated_at,
+            false_alarm_as=s.false_alarm_as,
+            corrected_at=s.corrected_at,
+            labels=training_labels(s, v),
         )
         for s, v in rows
     ]
@@ -87,7 +90,7 @@ def list_samples(
 )
 def export_samples(
     request: Request,
-    format: Literal["yolo"] = Query("yolo"),
+    format: Literal["yolo", "coco"] = Query("yolo", description="YOLO layout or COCO JSON"),
     since: AwareDatetime | None = Query(None),
     site_id: str | None = Query(None, pattern=SLUG),
     user: User = Depends(require_role("trainer")),
@@ -102,13 +105,17 @@ def export_samples(
                 names.append(str(box.get("class")))
     buf = io.BytesIO()
     manifest: list[dict[str, Any]] = []
+    coco = CocoWriter(names)
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
         for s, v in rows:
             if not state.blobs.exists(s.image_sha256):
                 continue
             stem = f"{s.id:08d}"
             zf.writestr(f"images/{stem}.jpg", state.blobs.read(s.image_sha256))
-            zf.writestr(f"labels/{stem}.txt", _yolo_labels(s, v, names))
+            if format == "coco":
+                coco.add(f"{stem}.jpg", s, training_labels(s, v))
+            else:
+                zf.writestr(f"labels/{stem}.txt", _yolo_labels(s, v, names))
             manifest.append(
                 {
                     "image": f"images/{stem}.jpg",
@@ -119,7 +126,10 @@ def export_samples(
                 }
             )
         data = {"path": ".", "train": "images", "val": "images", "names": dict(enumerate(names))}
-        zf.writestr("data.yaml", yaml.safe_dump(data, sort_keys=False))
+        if format == "coco":
+            zf.writestr("annotations.json", json.dumps(coco.document()))
+        else:
+            zf.writestr("data.yaml", yaml.safe_dump(data, sort_keys=False))
         zf.writestr("manifest.json", json.dumps(manifest, indent=1))
     with state.db.writing(db):
         audit(
@@ -134,18 +144,66 @@ def export_samples(
     return Response(
         buf.getvalue(),
         media_type="application/zip",
-        headers={"Content-Disposition": 'attachment; filename="siteguard-samples.zip"'},
+        headers={"Content-Disposition": f'attachment; filename="siteguard-samples-{format}.zip"'},
     )
 
 
-def _yolo_labels(s: TrainingSample, v: Violation, names: list[str]) -> str:
+class CocoWriter:
+    """COCO detection JSON (bbox = x, y, width, height in pixels), for CVAT / Label Studio."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.images: list[dict[str, Any]] = []
+        self.annotations: list[dict[str, Any]] = []
+
+    def add(self, file_name: str, s: TrainingSample, boxes: list[dict[str, Any]]) -> None:
+        image_id = len(self.images) + 1
+        self.images.append(
+            {"id": image_id, "file_name": file_name, "width": s.width, "height": s.height}
+        )
+        for b in boxes:
+            x1, y1, x2, y2 = (float(c) for c in b["xyxy"])
+            w, h = abs(x2 - x1), abs(y2 - y1)
+            if w <= 0 or h <= 0:
+                continue
+            self.annotations.append(
+                {
+                    "id": len(self.annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": self.names.index(str(b["class"])) + 1,
+                    "bbox": [
+                        round(min(x1, x2), 2),
+                        round(min(y1, y2), 2),
+                        round(w, 2),
+                        round(h, 2),
+                    ],
+                    "area": round(w * h, 2),
+                    "iscrowd": 0,
+                }
+            )
+
+    def document(self) -> dict[str, Any]:
+        categories = [{"id": i + 1, "name": n} for i, n in enumerate(self.names)]
+        return {"images": self.images, "annotations": self.annotations, "categories": categories}
+
+
+def training_labels(s: TrainingSample, v: Violation) -> list[dict[str, Any]]:
+    """The boxes a sample trains with: a trainer's correction as it stands; else the detections,
+    with a false alarm's flagged head relabelled `helmet` or dropped (the reviewer's choice)."""
     boxes = list(s.boxes)
-    if s.outcome == "false_alarm":
+    if s.corrected_at is None and s.outcome == "false_alarm":
         heads = [b for b in boxes if b.get("class") == "head"]
         culprit = next((b for b in heads if b.get("track_id") == v.track_id), None)
         if culprit is None and heads:
             culprit = max(heads, key=lambda b: float(b.get("confidence", 0)))
         boxes = [b for b in boxes if b is not culprit]
+        if culprit is not None and s.false_alarm_as == "helmet":
+            boxes.append({**culprit, "class": "helmet"})
+    return boxes
+
+
+def _yolo_labels(s: TrainingSample, v: Violation, names: list[str]) -> str:
+    boxes = training_labels(s, v)
     if not s.width or not s.height:
         return ""
     lines = []
@@ -177,3 +235,65 @@ def sample_image(
         raise HTTPException(404, "unknown sample")
     check_site(user, s.site_id)
     return Response(state.blobs.read(s.image_sha256), media_type="image/jpeg")
+
+
+@router.put(
+    "/{sample_id}/labels",
+    response_model=SampleOut,
+    responses={401: {}, 403: {}, 404: {}, 422: {}},
+)
+def put_labels(
+    sample_id: Annotated[int, Path(ge=1, lt=2**31)],
+    body: SampleLabelsIn,
+    request: Request,
+    user: User = Depends(require_role("trainer")),
+    db: Session = Depends(get_db),
+    state: AppState = Depends(get_state),
+) -> SampleOut:
+    """A trainer corrects a sample: fixed boxes/classes and added missed ones replace the
+    detections as its training labels (a later review keeps them)."""
+    with state.db.writing(db):
+        s = db.get(TrainingSample, sample_id)
+        if s is None:
+            raise HTTPException(404, "unknown sample")
+        check_site(user, s.site_id)
+        boxes = []
+        for box in body.boxes:
+            x1, y1, x2, y2 = box.xyxy
+            if not (x2 > x1 and y2 > y1):
+                raise HTTPException(422, f"box {box.xyxy} needs x2 > x1 and y2 > y1")
+            if s.width and s.height and (x1 < 0 or y1 < 0 or x2 > s.width or y2 > s.height):
+                raise HTTPException(
+                    422, f"box {box.xyxy} lies outside the {s.width}x{s.height} frame"
+                )
+            boxes.append({"class": box.class_name, "confidence": 1.0, "xyxy": list(box.xyxy)})
+        s.boxes = boxes
+        s.corrected_at = s.updated_at = utcnow()
+        s.corrected_by = user.id
+        v = db.get(Violation, s.violation_id)
+        audit(
+            db,
+            request,
+            user.username,
+            "sample.correct",
+            user=user,
+            site_id=s.site_id,
+            target=str(s.id),
+            detail={"boxes": len(boxes)},
+        )
+    assert v is not None
+    return SampleOut(
+        id=s.id,
+        event_id=v.event_id,
+        site_id=s.site_id,
+        camera_id=v.camera_id,
+        image_url=f"/api/v1/samples/{s.id}/image",
+        width=s.width,
+        height=s.height,
+        boxes=s.boxes,
+        outcome=s.outcome,
+        updated_at=s.updated_at,
+        false_alarm_as=s.false_alarm_as,
+        corrected_at=s.corrected_at,
+        labels=training_labels(s, v),
+    )

@@ -126,7 +126,9 @@ def post_review(
     db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
 ) -> ViolationOut:
-    v = ops.review(state, db, request, user, event_id, body.outcome, body.comment)
+    v = ops.review(
+        state, db, request, user, event_id, body.outcome, body.comment, body.false_alarm_as
+    )
     return ops.to_out(ops.get_visible(db, user, v.event_id), with_reviews=True)
 
 

@@ -53,7 +53,7 @@ def test_upgrade_from_first_revision_keeps_data(db_url: str) -> None:
             comment = conn.execute(text("SELECT comment FROM reviews")).scalar()
             assert comment == "kept"
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0002"
+        assert version == "0003"
         db.upgrade("head")  # a second start is a no-op
     finally:
         db.dispose()

@@ -89,7 +89,7 @@ def test_review_stats_and_samples(live: Live) -> None:
             for line in text.splitlines():
                 cls, *xywh = line.split()
                 assert int(cls) in names and all(0 <= float(v) <= 1 for v in xywh)
-        assert trainer.get("/api/v1/samples/export", params={"format": "coco"}).status_code == 422
+        assert trainer.get("/api/v1/samples/export", params={"format": "voc"}).status_code == 422
     with live.login("admin") as admin:
         actions = [e["action"] for e in admin.get("/api/v1/audit", params={"limit": 1000}).json()]
     assert "samples.export" in actions and actions.count("review") >= 4
