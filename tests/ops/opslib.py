@@ -126,16 +126,24 @@ class ServiceProcess(_Process):
 
     name = "service"
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        data_dir: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(workdir)
         self.port = port or free_port()
-        self.data_dir = workdir / "data"
+        self.data_dir = data_dir or workdir / "data"
         self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(env or {})  # e.g. SITEGUARD_DATABASE_URL, for admin and serve alike
 
     def admin(self, *args: str) -> dict[str, Any]:
         out = subprocess.run(
             [SITEGUARD, "admin", "--data-dir", str(self.data_dir), *args],
             cwd=self.workdir,
+            env={**os.environ, **self.env},
             capture_output=True,
             text=True,
             timeout=120,
@@ -155,7 +163,7 @@ class ServiceProcess(_Process):
         self._spawn(
             [SITEGUARD, "serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1"]
             + ["--port", str(self.port)],
-            env=env,
+            env={**self.env, **(env or {})},
         )
         wait_until(self._ready, timeout=timeout, interval=0.3)
         return self
