@@ -11,8 +11,9 @@ commands, then runs, concurrently, for the whole period:
 - one live panel: an SSE stream (`/api/v1/events`) and the violation list every 5 s.
 
 It samples the server's resident memory (VmRSS) every 5 s and reports growth after a warm-up,
-every error (any non-2xx answer or transport failure), latency percentiles, and whether every
-violation posted is stored exactly once. Target: no errors; RSS growth after warm-up below
+every error (any non-2xx answer, or a transport failure that one retry did not fix, as a
+detector would retry it), latency percentiles, and whether every violation posted is stored
+exactly once. Target: no errors; RSS growth after warm-up below
 `--rss-bound-mb` (default 50 MB).
 """
 
@@ -50,6 +51,7 @@ SITE = "soak"
 class Stats:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
     posted: set[str] = field(default_factory=set)
     repeats: int = 0
     sse_events: int = 0
@@ -116,12 +118,22 @@ def violation(camera: str, track: int) -> dict:
 
 
 async def request(stats: Stats, kind: str, call) -> httpx.Response | None:
+    """One call; a transport error is retried once, as a detector's poster would retry it
+    (a pooled keep-alive connection the server closed at the same moment is the usual cause)."""
     start = time.perf_counter()
-    try:
-        response = await call()
-    except httpx.HTTPError as exc:
-        stats.errors.append(f"{kind}: {type(exc).__name__}: {exc}")
-        return None
+    for attempt in range(2):
+        try:
+            response = await call()
+            break
+        except httpx.TransportError as exc:
+            if attempt == 0:
+                stats.retried.append(f"{kind}: {type(exc).__name__}: {exc}")
+                continue
+            stats.errors.append(f"{kind}: {type(exc).__name__}: {exc}")
+            return None
+        except httpx.HTTPError as exc:
+            stats.errors.append(f"{kind}: {type(exc).__name__}: {exc}")
+            return None
     stats.timed(kind, time.perf_counter() - start)
     if response.status_code >= 300:
         stats.errors.append(f"{kind}: HTTP {response.status_code}: {response.text[:200]}")
@@ -287,7 +299,7 @@ work on the machine (training run, test suites). Target: no errors; RSS growth a
 - Violations accepted: **{len(stats.posted)}**, rows stored: **{len(stored)}**
   ({len(stored) - len(set(stored))} duplicates; {stats.repeats} deliberate repeats answered
   200 and not stored again); SSE events received by the panel: {stats.sse_events}.
-- Errors: **{errors}**.
+- Errors: **{errors}**; transport errors retried once and then answered: {len(stats.retried)}.
 - Server RSS (MiB): {base:.0f} after warm-up, {last:.0f} at the end, peak {peak:.0f}; growth
   **{growth:+.1f} MiB** (bound {args.rss_bound_mb:g}); trend over the second half
   {slope_mib_per_min(second_half):+.2f} MiB/min. Timeline: {timeline}.
