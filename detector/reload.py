@@ -50,7 +50,11 @@ class ModelManager:
 
     def _load(self, path: Path) -> OnnxDetector:
         return OnnxDetector(
-            path, conf=self.config.conf, iou=self.config.iou, threads=self.config.threads
+            path,
+            conf=self.config.conf,
+            iou=self.config.iou,
+            threads=self.config.threads,
+            spin_wait=self.config.spin_wait,
         )
 
     @staticmethod

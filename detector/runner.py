@@ -30,6 +30,7 @@ from detector.outbox import Outbox
 from detector.poster import Poster
 from detector.reload import ModelManager
 from detector.rules import RuleEngine, RuleEvent
+from detector.shadow import ShadowMode
 from detector.sources import CameraReader, Frame
 from detector.tracking import WorkerTracker
 
@@ -69,8 +70,10 @@ class Runner:
         )
         self.outbox = Outbox(config.outbox.path)
         self.poster = Poster(config.service, self.outbox, on_result=self.metrics.on_post_result)
+        self.shadow = ShadowMode.from_config(config, lambda: self.models.current.version)
         self._frame_ready = threading.Event()
         self._stop = threading.Event()
+        self._stopped = False
         self._heartbeat_thread: threading.Thread | None = None
         self._metrics_server = None
         self.heartbeat_ok: bool | None = None
@@ -99,6 +102,8 @@ class Runner:
         for pipe in self.cameras.values():
             pipe.reader.start()
         self.poster.start()
+        if self.shadow is not None:
+            self.shadow.start()
         self.models.start_watching()
         self._heartbeat_thread = threading.Thread(
             target=self._heartbeat_loop, name="heartbeat", daemon=True
@@ -122,12 +127,17 @@ class Runner:
 
     def stop(self) -> None:
         """Close open episodes (queued as `end`), stop threads; the outbox keeps the rest."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.request_stop()
         for pipe in self.cameras.values():
             pipe.reader.stop(timeout=2.0)
             for event in pipe.rules.close_all():
                 self._queue_end(event)
         self.models.stop()
+        if self.shadow is not None:
+            self.shadow.stop()
         self.poster.wake()
         self.poster.stop(timeout=5.0)
         if self._heartbeat_thread is not None:
@@ -202,6 +212,8 @@ class Runner:
             try:
                 pipe.counts["processed"] += 1
                 self.metrics.frames_processed.labels(pipe.config.id).inc()
+                if self.shadow is not None:
+                    self.shadow.observe(pipe.config.id, frame.image, detections, frame.timestamp)
                 tracked = pipe.tracker.update(detections, timestamp=frame.timestamp)
                 pipe.last_tracked = tracked
                 self._apply_rules(pipe, frame, tracked)

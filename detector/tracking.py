@@ -3,7 +3,9 @@
 Uses the `trackers` package's ByteTrack (Roboflow; numpy + scipy, no torch). Heads and helmets
 are tracked together as one "head" subject, because the same worker's head flips between the two
 classes as they put a helmet on or take it off; persons are tracked separately. Each group keeps
-its own ByteTrack so a head box never steals a person's track id.
+its own ByteTrack so a head box never steals a person's track id. Other classes (harness, vest)
+are not tracked: the rules assign them to a tracked person by position; they pass through with
+`tracker_id` -1.
 
 Example:
     >>> tracker = WorkerTracker(TrackingConfig(), head_classes={"head", "helmet"},
@@ -19,7 +21,7 @@ from trackers import ByteTrackTracker
 
 from detector.config import TrackingConfig
 
-GROUPS = ("head", "person", "other")
+GROUPS = ("head", "person")
 
 
 class WorkerTracker:
@@ -60,11 +62,18 @@ class WorkerTracker:
         parts = []
         for offset, group in enumerate(GROUPS):
             subset = detections[groups == group]
-            tracked = self._trackers[group].update(subset, timestamp=timestamp)
+            tracker = self._trackers[group]
+            if not len(subset) and not tracker.tracks:
+                continue  # nothing to match and nothing to age
+            tracked = tracker.update(subset, timestamp=timestamp)
             ids = np.asarray(tracked.tracker_id if tracked.tracker_id is not None else [], int)
             tracked.tracker_id = np.where(ids >= 0, ids + offset * self.ID_STRIDE, -1)
             if len(tracked):
                 parts.append(tracked)
+        others = detections[groups == "other"]
+        if len(others):
+            others.tracker_id = np.full(len(others), -1, dtype=int)
+            parts.append(others)
         if not parts:
             empty = sv.Detections.empty()
             empty.tracker_id = np.array([], dtype=int)
