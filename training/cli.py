@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_model_card(subparsers)
     _register_dataset(subparsers)
     _register_registry(subparsers)
+    from training.retrain_cli import register_retrain
+
+    register_retrain(subparsers)
 
 
 @contextmanager
@@ -57,7 +60,7 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--conf", type=float, default=0.25, help="operating threshold (worker figures)")
     p.add_argument("--map-conf", type=float, default=0.001, help="threshold for mAP")
     p.add_argument("--nms-iou", type=float, default=0.5)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=int, default=1, help="frames per onnxruntime call")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     p.add_argument("--ultralytics-val", action="store_true", help="add Ultralytics' val figures")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -125,7 +128,7 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset-version", default=None, help="default: from the training run")
     p.add_argument("--int8", action="store_true", help="also write OUT-int8.onnx")
     p.add_argument("--calib", type=Path, default=None, help="images folder or data YAML")
-    p.add_argument("--calib-images", type=int, default=200)
+    p.add_argument("--calib-images", type=int, default=100)
     p.add_argument("--eval-data", type=Path, default=None, help="evaluate on this data YAML")
     p.add_argument("--eval-split", default="test")
     p.add_argument("--class-map", default=None, help="for evaluation, dataset=model names")
@@ -285,10 +288,13 @@ def _register_registry(subparsers: argparse._SubParsersAction) -> None:
     reg.add_argument("model", type=Path)
     reg.add_argument("--eval", type=Path, default=None, help="default: MODEL.eval.json")
     reg.add_argument("--notes", default="")
+    reg.add_argument("--weights", type=Path, default=None, help="the .pt it was exported from")
     reg.add_argument("--promote", action="store_true", help="and make it the active model")
-    for action in ("promote", "rollback"):
+    for action in ("promote", "rollback", "gate"):
         q = sub.add_parser(action, help=f"{action} a registered version")
         q.add_argument("version")
+        if action == "promote":
+            q.add_argument("--force", action="store_true", help="admin: past a refusing gate")
     sub.add_parser("list", help="registered versions with their figures")
     p.set_defaults(handler=_registry)
 
@@ -304,11 +310,15 @@ def _registry(args: argparse.Namespace) -> int:
     try:
         with _user_errors(), RegistryClient(args.url, args.token) as client:
             if args.registry_command == "register":
-                record = register_model_file(client, args.model, args.eval, args.notes)
+                record = register_model_file(
+                    client, args.model, args.eval, args.notes, args.weights
+                )
                 if args.promote:
                     record = client.promote(record["version"])
             elif args.registry_command == "promote":
-                record = client.promote(args.version)
+                record = client.promote(args.version, force=args.force)
+            elif args.registry_command == "gate":
+                record = client.gate(args.version)
             elif args.registry_command == "rollback":
                 record = client.rollback(args.version)
             else:

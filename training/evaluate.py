@@ -50,7 +50,7 @@ class EvalOptions:
     conf: float = 0.25
     map_conf: float = 0.001
     nms_iou: float = 0.5
-    batch: int = 8
+    batch: int = 1  # per-image rect letterbox: less padding than a shared batch shape
     limit: int | None = None
     ultralytics_val: bool = False
 
@@ -215,7 +215,8 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 1),
     }
     if options.ultralytics_val:
-        figures["ultralytics_val"] = ultralytics_val(options, data)
+        val = ultralytics_val(options, images, data["names"], to_model, model_classes)
+        figures["ultralytics_val"] = val
     return figures
 
 
@@ -224,8 +225,19 @@ def _unit(value: float) -> float:
     return round(max(float(value), 0.0), 4)
 
 
-def ultralytics_val(options: EvalOptions, data: dict) -> dict[str, Any]:
-    """Ultralytics' own `val` on the same split, for comparison with our figures."""
+def ultralytics_val(
+    options: EvalOptions,
+    images: list[Path],
+    names: dict[int, str],
+    to_model: dict[int, int | None],
+    model_classes: list[str],
+) -> dict[str, Any]:
+    """Ultralytics' own `val` on the same images and class map, for comparison with our figures.
+
+    It runs on a temporary copy of the split (symlinked images, labels in model ids): Ultralytics
+    writes a `labels.cache` beside the labels it reads, and the source may be read-only data.
+    """
+    import os
     import tempfile
 
     import yaml
@@ -236,8 +248,30 @@ def ultralytics_val(options: EvalOptions, data: dict) -> dict[str, Any]:
     from ultralytics import YOLO
 
     with tempfile.TemporaryDirectory() as tmp:
-        data_yaml = Path(tmp) / "data.yaml"
-        data_yaml.write_text(yaml.safe_dump({**data, "val": data[options.split]}))
+        root = Path(tmp)
+        (root / "images").mkdir()
+        (root / "labels").mkdir()
+        for i, image in enumerate(images):
+            link = root / "images" / f"{i:06d}{image.suffix}"
+            os.symlink(image.absolute(), link)
+            rows = read_labels(label_path_for(image), len(names))
+            lines = [
+                f"{to_model[int(r[0])]} {r[1]} {r[2]} {r[3]} {r[4]}\n"
+                for r in rows
+                if to_model[int(r[0])] is not None
+            ]
+            (root / "labels" / f"{i:06d}.txt").write_text("".join(lines))
+        data_yaml = root / "data.yaml"
+        data_yaml.write_text(
+            yaml.safe_dump(
+                {
+                    "path": tmp,
+                    "train": "images",
+                    "val": "images",
+                    "names": dict(enumerate(model_classes)),
+                }
+            )
+        )
         kwargs: dict[str, Any] = {"imgsz": options.imgsz} if options.imgsz else {}
         metrics = YOLO(str(options.model), task="detect").val(
             data=str(data_yaml),
@@ -245,7 +279,7 @@ def ultralytics_val(options: EvalOptions, data: dict) -> dict[str, Any]:
             conf=options.map_conf,
             batch=1,
             plots=False,
-            project=tmp,
+            project=str(root / "runs"),
             verbose=False,
             **kwargs,
         )
@@ -254,6 +288,7 @@ def ultralytics_val(options: EvalOptions, data: dict) -> dict[str, Any]:
     return {
         "map50": round(float(box.map50), 4),
         "map50_95": round(float(box.map), 4),
+        "images": len(images),
         "per_class": {
             names[int(c)]: {
                 "ap50": round(float(box.ap50[i]), 4),

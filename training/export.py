@@ -30,7 +30,7 @@ class ExportOptions:
     dataset_version: str | None = None
     int8: bool = False
     calib: Path | None = None
-    calib_images: int = 200
+    calib_images: int = 100
     eval_data: Path | None = None
     eval_split: str = "test"
     class_map: str | None = None

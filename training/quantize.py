@@ -43,7 +43,7 @@ def nodes_to_keep_float(model_path: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type not in WEIGHTED_OPS or "/dfl/" in n.name]
 
 
-def quantize_int8(fp32: Path, out: Path, calib: Path, count: int = 200) -> Path:
+def quantize_int8(fp32: Path, out: Path, calib: Path, count: int = 100) -> Path:
     """Write the int8 model to `out`, calibrated on `count` images from `calib`."""
     from onnxruntime.quantization import (
         CalibrationDataReader,

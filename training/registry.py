@@ -25,7 +25,8 @@ class RegistryError(RuntimeError):
     """The service refused a request; carries the HTTP status and the service's detail."""
 
     def __init__(self, status: int, detail: Any, what: str) -> None:
-        super().__init__(f"{what}: HTTP {status}: {detail}")
+        shown = detail.get("message", detail) if isinstance(detail, dict) else detail
+        super().__init__(f"{what}: HTTP {status}: {shown}")
         self.status, self.detail = status, detail
 
 
@@ -159,7 +160,11 @@ def benchmark_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
 
 
 def register_model_file(
-    client: RegistryClient, model: Path, evaluation: Path | None = None, notes: str = ""
+    client: RegistryClient,
+    model: Path,
+    evaluation: Path | None = None,
+    notes: str = "",
+    weights: Path | None = None,
 ) -> dict[str, Any]:
     """Register an exported model with the version, dataset version and figures it carries
     (its ONNX metadata, and MODEL.eval.json or `evaluation` when present)."""
@@ -185,4 +190,5 @@ def register_model_file(
         metrics=metrics,
         dataset_version=None if dataset in (None, "unknown") else dataset,
         notes=notes,
+        weights=weights,
     )

@@ -134,13 +134,17 @@ def test_evaluate_cli_json_and_pt_through_ultralytics(
     exported, run_dir: Path, mini_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "pt.json"
-    code = main(["evaluate", "--model", str(run_dir / "weights" / "best.pt"), "--data",
-                 str(mini_data), "--ultralytics-val", "--json", "--out", str(out)])  # fmt: skip
-    assert code == 0
+    model = str(run_dir / "weights" / "best.pt")
+    args = ["--ultralytics-val", "--limit", "6", "--json", "--out", str(out)]
+    assert main(["evaluate", "--model", model, "--data", str(mini_data), *args]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures == json.loads(out.read_text())
     _in_unit_range(figures)
     assert 0.0 <= figures["ultralytics_val"]["map50"] <= 1.0
+    assert figures["images"] == 6 and figures["ultralytics_val"]["images"] == 6
+    # Ultralytics caches labels beside what it reads: it must read a temporary copy, never
+    # the dataset (which may be read-only shared data).
+    assert not (mini_data.parent / "test" / "labels.cache").exists()
 
 
 def test_model_card_is_built_from_the_records(exported, run_dir: Path, tmp_path: Path) -> None:

@@ -1,0 +1,267 @@
+"""`siteguard retrain`: reviewed field samples -> a new dataset version -> fine-tune -> evaluate ->
+export -> a registered candidate, in one command.
+
+The steps, each done by the module that owns it:
+
+1. pull the reviewed samples from the service as a YOLO zip (`GET /api/v1/samples/export`);
+2. hold back a fixed share of them for field evaluation: a sample is held back when the sha256 of
+   its event id falls below `holdout` (`is_held_back`), so the same sample is held back in every
+   retrain and never trained on;
+3. build the new dataset version: the base dataset + the other samples in its train split
+   (`training.datasets.merge_datasets`, manifests with parents);
+4. fine-tune from the base model's own `.pt` (downloaded from the registry, `training.train`);
+5. export ONNX (`training.export`);
+6. evaluate the candidate AND the base model, through the production detector, on the fixed
+   benchmark split (the base dataset's `test`) and on the held-back field samples;
+7. register the candidate with its .pt, dataset version and every figure:
+   `{"benchmark", "field", "baseline": {"version", "benchmark", "field"}, "retrain": {...}}`.
+   The service's promotion gate (service/gate.py) compares exactly these.
+
+Example:
+    >>> result = retrain(RetrainOptions(url="http://127.0.0.1:8000", token=token,
+    ...     base_model="siteguard-ppe-2026.11.23", base_data=Path("data/hardhat/data.yaml"),
+    ...     epochs=10, imgsz=416))
+    >>> result.version, result.metrics["field"]["worker_accuracy"]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class RetrainError(ValueError):
+    """A retrain cannot go on (no samples, no base weights, ...); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    url: str
+    token: str
+    base_model: str
+    base_data: Path | None = None
+    base_weights: Path | None = None
+    epochs: int = 10
+    imgsz: int = 640
+    batch: int = 16
+    fraction: float = 1.0
+    holdout: float = 0.2
+    since: str | None = None
+    version: str | None = None
+    name: str = "siteguard-ppe"
+    workdir: Path = Path("runs/retrain")
+    device: str = "cpu"
+    workers: int = 2
+    cache: bool = True
+    benchmark_split: str = "test"
+    eval_limit: int | None = None
+    notes: str = ""
+
+
+@dataclass
+class RetrainResult:
+    version: str
+    dataset_version: str
+    onnx: Path
+    weights: Path
+    metrics: dict[str, Any]
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def is_held_back(event_id: str, share: float) -> bool:
+    """Whether a sample belongs to the fixed field-evaluation set: a pure function of its event
+    id (not of the order or the number of samples), so it never moves between retrains."""
+    digest = hashlib.sha256(event_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+@dataclass
+class SampleSplit:
+    train: Path | None  # dataset folder with the samples to train on (train split)
+    field: Path | None  # dataset folder with the held-back samples (test split)
+    trained: int
+    held_back: int
+
+
+def split_samples(zip_path: Path, out: Path, holdout: float) -> SampleSplit:
+    """Unpack the service's sample zip and write two dataset versions: the samples to train on
+    and the held-back ones. Labels are read and validated by `training.datasets`."""
+    from training.datasets import DatasetWriter, Sample, extract_zip, yolo_samples
+
+    source = extract_zip(zip_path, out / "samples-zip")
+    entries = json.loads((source / "manifest.json").read_text())
+    event_of = {Path(e["image"]).name: str(e["event_id"]) for e in entries}
+    train_writer = DatasetWriter(out / "samples-train")
+    field_writer = DatasetWriter(out / "samples-field")
+    counts = {"train": 0, "test": 0}
+    for sample in yolo_samples(source / "data.yaml"):
+        event_id = event_of.get(sample.image.name)
+        if event_id is None:
+            raise RetrainError(f"{zip_path}: {sample.image.name} is not in manifest.json")
+        split = "test" if is_held_back(event_id, holdout) else "train"
+        writer = field_writer if split == "test" else train_writer
+        writer.add(Sample(split, sample.image, sample.rows))
+        counts[split] += 1
+    if counts["train"]:
+        train_writer.finish("field-samples")
+    if counts["test"]:
+        field_writer.finish("field-holdout")
+    return SampleSplit(
+        train_writer.out if counts["train"] else None,
+        field_writer.out if counts["test"] else None,
+        counts["train"],
+        counts["test"],
+    )
+
+
+def default_version(name: str) -> str:
+    return f"{name}-{dt.datetime.now(dt.UTC):%Y.%m.%d-%H%M%S}"
+
+
+def _evaluate(model: Path, data: Path, split: str, limit: int | None) -> dict[str, Any]:
+    from training.evaluate import EvalOptions, evaluate
+
+    return evaluate(EvalOptions(model=model, data=data, split=split, limit=limit))
+
+
+def _base_files(client: Any, options: RetrainOptions, work: Path) -> tuple[Path, Path]:
+    """The base model's ONNX and .pt: both from the registry, or the .pt given locally."""
+    from training.registry import RegistryError
+
+    onnx = client.download(options.base_model, work / "base.onnx")
+    if options.base_weights is not None:
+        if not options.base_weights.is_file():
+            raise RetrainError(f"base weights not found: {options.base_weights}")
+        return onnx, options.base_weights
+    try:
+        return onnx, client.download(options.base_model, work / "base.pt", what="weights")
+    except RegistryError as exc:
+        if exc.status != 404:
+            raise
+        raise RetrainError(
+            f"the registry holds no .pt for {options.base_model!r} (register it with its "
+            "weights, or pass --base-weights PATH to the .pt it was exported from)"
+        ) from exc
+
+
+def build_dataset(split: SampleSplit, base_data: Path | None, out: Path) -> Path:
+    """The new dataset version's data.yaml: base + training samples (or the samples alone)."""
+    from training.datasets import merge_datasets
+
+    if base_data is None:
+        if split.train is None:
+            raise RetrainError("no samples to train on and no --base-data")
+        log.warning("no --base-data: fine-tuning on the samples alone, no benchmark figures")
+        return split.train / "data.yaml"
+    if split.train is None:
+        log.warning("every sample is held back for evaluation; training on the base data only")
+        return base_data
+    merge_datasets(base_data, [split.train], out, name="retrain")
+    return out / "data.yaml"
+
+
+def retrain(options: RetrainOptions) -> RetrainResult:
+    """Run the whole loop (see the module docstring); returns the registered candidate."""
+    from training.export import ExportOptions, compact_metrics, export
+    from training.manifest import dataset_version
+    from training.registry import RegistryClient
+    from training.train import TrainOptions, train
+
+    if not 0.0 <= options.holdout < 1.0:
+        raise RetrainError(f"--holdout must be in [0, 1), got {options.holdout}")
+    if options.base_data is not None and not options.base_data.is_file():
+        raise RetrainError(f"base data YAML not found: {options.base_data}")
+    version = options.version or default_version(options.name)
+    work = (options.workdir / version).absolute()
+    if work.exists():
+        raise RetrainError(f"{work} already exists; choose another --version")
+    work.mkdir(parents=True)
+    with RegistryClient(options.url, options.token) as client:
+        client.get(options.base_model)  # fails early (404) on a wrong --base-model
+        base_onnx, base_pt = _base_files(client, options, work)
+        log.info("pulling reviewed samples from %s", options.url)
+        archive = client.export_samples(work / "samples.zip", since=options.since)
+        split = split_samples(archive, work, options.holdout)
+        if split.trained + split.held_back == 0:
+            raise RetrainError("the service has no reviewed samples yet (review some alerts)")
+        log.info("%d samples: %d to train on, %d held back", *_counts(split))
+        data = build_dataset(split, options.base_data, work / "dataset")
+        data_version = dataset_version(data)
+        run_dir = train(
+            TrainOptions(
+                data=data,
+                base_weights=base_pt,
+                epochs=options.epochs,
+                imgsz=options.imgsz,
+                batch=options.batch,
+                device=options.device,
+                workers=options.workers,
+                fraction=options.fraction,
+                close_mosaic=min(10, options.epochs),
+                cache=options.cache,
+                project=work,
+                name="train",
+            )
+        )
+        weights = run_dir / "weights" / "best.pt"
+        onnx = work / f"{version}.onnx"
+        export(
+            ExportOptions(
+                weights=weights,
+                out=onnx,
+                imgsz=options.imgsz,
+                model_version=version,
+                dataset_version=data_version,
+            )
+        )
+        metrics = _metrics(options, split, onnx, base_onnx, compact_metrics)
+        metrics["retrain"] = {
+            "base_model": options.base_model,
+            "samples": split.trained + split.held_back,
+            "trained_samples": split.trained,
+            "held_back_samples": split.held_back,
+            "holdout": options.holdout,
+            "since": options.since,
+            "epochs": options.epochs,
+            "imgsz": options.imgsz,
+            "fraction": options.fraction,
+            "dataset_version": data_version,
+        }
+        (work / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        record = client.register(
+            onnx,
+            version,
+            metrics=metrics,
+            dataset_version=data_version,
+            notes=options.notes or f"retrained from {options.base_model} with field samples",
+            weights=weights,
+        )
+    return RetrainResult(version, data_version, onnx, weights, metrics, record)
+
+
+def _counts(split: SampleSplit) -> tuple[int, int, int]:
+    return split.trained + split.held_back, split.trained, split.held_back
+
+
+def _metrics(
+    options: RetrainOptions, split: SampleSplit, onnx: Path, base_onnx: Path, compact: Any
+) -> dict[str, Any]:
+    """Candidate and base model on the benchmark split and the held-back samples."""
+    metrics: dict[str, Any] = {"baseline": {"version": options.base_model}}
+    sets = []
+    if options.base_data is not None:
+        sets.append(("benchmark", options.base_data, options.benchmark_split))
+    if split.field is not None:
+        sets.append(("field", split.field / "data.yaml", "test"))
+    for key, data, data_split in sets:
+        metrics[key] = compact(_evaluate(onnx, data, data_split, options.eval_limit))
+        base = _evaluate(base_onnx, data, data_split, options.eval_limit)
+        metrics["baseline"][key] = compact(base)
+    return metrics

@@ -1,0 +1,100 @@
+"""`siteguard retrain`: argparse only here; the work is imported when the command runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def register_retrain(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "retrain",
+        help="reviewed samples -> new dataset version -> fine-tune -> evaluate -> register",
+        description="Pull the reviewed samples from the service, hold a fixed share back for "
+        "field evaluation, fine-tune the base model on base data + samples, evaluate candidate "
+        "and base on the benchmark split and the held-back samples, export ONNX and register "
+        "the candidate with its .pt and every figure. Promote it with `siteguard registry "
+        "promote` (the service's gate compares these figures).",
+    )
+    p.add_argument("--from-service", dest="url", required=True, help="service URL")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SITEGUARD_TOKEN", ""),
+        help="trainer token (default: $SITEGUARD_TOKEN)",
+    )
+    p.add_argument("--base-model", required=True, help="registered version to start from")
+    p.add_argument("--base-data", type=Path, default=None, help="base dataset data.yaml")
+    p.add_argument(
+        "--base-weights", type=Path, default=None, help=".pt of the base model if not registered"
+    )
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--fraction", type=float, default=1.0, help="share of train images to use")
+    p.add_argument("--holdout", type=float, default=0.2, help="share of samples held back")
+    p.add_argument("--since", default=None, help="only samples reviewed after (ISO time)")
+    p.add_argument("--version", default=None, help="default: NAME-YYYY.MM.DD-HHMMSS")
+    p.add_argument("--name", default="siteguard-ppe")
+    p.add_argument("--workdir", type=Path, default=Path("runs/retrain"))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--no-cache", action="store_true", help="do not cache images in RAM")
+    p.add_argument("--benchmark-split", default="test")
+    p.add_argument("--eval-limit", type=int, default=None, help="evaluate N images per set")
+    p.add_argument("--notes", default="")
+    p.add_argument("--json", action="store_true", help="print the registered record as JSON")
+    p.set_defaults(handler=_retrain)
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    import json
+
+    import httpx
+
+    from siteguard.cli import CliError
+    from training.registry import RegistryError
+    from training.retrain import RetrainOptions, retrain
+
+    options = RetrainOptions(
+        url=args.url,
+        token=args.token,
+        base_model=args.base_model,
+        base_data=args.base_data,
+        base_weights=args.base_weights,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        fraction=args.fraction,
+        holdout=args.holdout,
+        since=args.since,
+        version=args.version,
+        name=args.name,
+        workdir=args.workdir,
+        device=args.device,
+        workers=args.workers,
+        cache=not args.no_cache,
+        benchmark_split=args.benchmark_split,
+        eval_limit=args.eval_limit,
+        notes=args.notes,
+    )
+    try:
+        result = retrain(options)
+    except (FileNotFoundError, ValueError, RegistryError) as exc:
+        raise CliError(str(exc)) from exc
+    except httpx.TransportError as exc:
+        raise CliError(f"cannot reach the service at {args.url}: {exc}") from exc
+    if args.json:
+        print(json.dumps(result.record, indent=2, default=str))
+        return 0
+    print(f"registered candidate {result.version} (dataset {result.dataset_version})")
+    for key in ("benchmark", "field"):
+        cand, base = result.metrics.get(key), result.metrics["baseline"].get(key)
+        if cand and base:
+            print(
+                f"  {key:<9} worker accuracy {base['worker_accuracy']:.3f} -> "
+                f"{cand['worker_accuracy']:.3f}   mAP50 {base['map50']:.3f} -> {cand['map50']:.3f}"
+                f"   ({cand['images']} images)"
+            )
+    print(f"next: siteguard registry promote {result.version}   (the service checks the gate)")
+    return 0
