@@ -59,6 +59,7 @@ class AlertRow:
     status: str
     has_snapshot: bool
     snapshot_url: str | None
+    reviewed_by: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The same shape the live stream sends, for the page's JavaScript."""
@@ -84,7 +85,9 @@ def snapshot_url(event_id: str) -> str:
     return f"/api/v1/violations/{event_id}/snapshot"
 
 
-def _alert_row(v: Violation, site_name: str, camera_name: str) -> AlertRow:
+def _alert_row(
+    v: Violation, site_name: str, camera_name: str, reviewed_by: str | None = None
+) -> AlertRow:
     return AlertRow(
         event_id=v.event_id,
         site_id=v.site_id,
@@ -101,6 +104,7 @@ def _alert_row(v: Violation, site_name: str, camera_name: str) -> AlertRow:
         status=v.status,
         has_snapshot=v.snapshot_sha256 is not None,
         snapshot_url=snapshot_url(v.event_id) if v.snapshot_sha256 else None,
+        reviewed_by=reviewed_by,
     )
 
 
@@ -158,15 +162,33 @@ def list_alerts(
     ids = list(session.scalars(keys))
     if not ids:
         return [], False
+    page_ids = ids[:page_size]
+    reviewers = last_reviewers(session, page_ids)
     stmt = (
         select(Violation, Site.name, Camera.name)
         .join(Site, Site.id == Violation.site_id)
         .join(Camera, Camera.id == Violation.camera_id)
-        .where(Violation.id.in_(ids[:page_size]))
+        .where(Violation.id.in_(page_ids))
         .order_by(Violation.started_at.desc(), Violation.id.desc())
     )
-    rows = [_alert_row(v, site_name, cam_name) for v, site_name, cam_name in session.execute(stmt)]
+    rows = [
+        _alert_row(v, site_name, cam_name, reviewers.get(v.id))
+        for v, site_name, cam_name in session.execute(stmt)
+    ]
     return rows, len(ids) > page_size
+
+
+def last_reviewers(session: Session, violation_ids: Sequence[int]) -> dict[int, str]:
+    """Who made the latest review of each violation (one query for a whole page)."""
+    if not violation_ids:
+        return {}
+    stmt = (
+        select(Review.violation_id, User.username)
+        .join(User, User.id == Review.user_id)
+        .where(Review.violation_id.in_(list(violation_ids)))
+        .order_by(Review.id)
+    )
+    return {vid: name for vid, name in session.execute(stmt)}
 
 
 @dataclass(frozen=True)
@@ -243,16 +265,17 @@ def alert_detail(
         .where(Review.violation_id == v.id)
         .order_by(Review.id.desc())
     )
+    history = [
+        ReviewView(r.outcome, r.comment or "", username or "—", r.created_at)
+        for r, username in reviews
+    ]
     return AlertDetail(
-        row=_alert_row(v, site_name, cam_name),
+        row=_alert_row(v, site_name, cam_name, history[0].username if history else None),
         track_id=v.track_id,
         frame_width=v.frame_width,
         frame_height=v.frame_height,
         boxes=[b for b in (v.boxes or []) if isinstance(b, dict)],
-        reviews=[
-            ReviewView(r.outcome, r.comment or "", username or "—", r.created_at)
-            for r, username in reviews
-        ],
+        reviews=history,
     )
 
 

@@ -72,23 +72,28 @@ def _wait_live(page: object) -> None:
     page.wait_for_selector('#live-status[data-state="open"]')  # type: ignore[attr-defined]
 
 
-def _appear_within(page: object, live: LiveService, **event: object) -> tuple[dict, float]:
-    """Post a violation as the detector does; seconds until its row shows on the open page."""
-    page.evaluate("window.__seen = {}")  # type: ignore[attr-defined]
+def _appear_within(page: object, live: LiveService, **event: object) -> tuple[dict, float, float]:
+    """Post a violation as the detector does and time its row showing on the open page.
+
+    Returns (event, seconds from the API's 201 to the row, seconds from starting the POST).
+    The first is the live path this page owns (stream + render); the second adds the ingest
+    request itself, whose budget is the backend's.
+    """
     page.evaluate(  # type: ignore[attr-defined]
-        """() => new MutationObserver(() => {
+        """() => { window.__seen = {}; new MutationObserver(() => {
                document.querySelectorAll('#alert-rows tr[data-id]').forEach(r => {
                  const id = r.dataset.id;
                  if (!(id in window.__seen)) window.__seen[id] = performance.now();
                });
-             }).observe(document.getElementById('alert-rows'), {childList: true})"""
+             }).observe(document.getElementById('alert-rows'), {childList: true}); }"""
     )
-    posted_at = page.evaluate("performance.now()")  # type: ignore[attr-defined]
+    before = page.evaluate("performance.now()")  # type: ignore[attr-defined]
     sent = live.post_violation("gate-1", **event)
+    accepted = page.evaluate("performance.now()")  # type: ignore[attr-defined]
     row = f'#alert-rows tr[data-id="{sent["event_id"]}"]'
     page.wait_for_selector(row, timeout=15_000)  # type: ignore[attr-defined]
     seen = page.evaluate(f"window.__seen[{sent['event_id']!r}]")  # type: ignore[attr-defined]
-    return sent, (seen - posted_at) / 1000.0
+    return sent, max(0.0, seen - accepted) / 1000.0, (seen - before) / 1000.0
 
 
 def test_live_review_flow(browser: object, live_service: LiveService) -> None:
@@ -112,11 +117,14 @@ def test_live_review_flow(browser: object, live_service: LiveService) -> None:
     assert "Asia/Shanghai" in page.inner_text("main")  # times in the browser's zone
     kpi_false_before = int(page.inner_text("#kpi-false"))
 
-    first, latency_1 = _appear_within(page, live_service, confidence=0.74)
-    second, latency_2 = _appear_within(
+    first, latency_1, total_1 = _appear_within(page, live_service, confidence=0.74)
+    second, latency_2, total_2 = _appear_within(
         page, live_service, kind="no_harness", zone="scaffold-3", duration_s=12.8
     )
-    (ARTIFACTS / "live-latency.txt").write_text(f"{latency_1:.3f} s\n{latency_2:.3f} s\n")
+    (ARTIFACTS / "live-latency.txt").write_text(
+        f"after 201: {latency_1:.3f} s, {latency_2:.3f} s; "
+        f"from POST start: {total_1:.3f} s, {total_2:.3f} s\n"
+    )
     assert latency_1 < LIVE_BUDGET_S, f"first alert took {latency_1:.2f} s to appear"
     assert latency_2 < LIVE_BUDGET_S, f"second alert took {latency_2:.2f} s to appear"
     top = page.locator("#alert-rows tr").first
@@ -137,6 +145,10 @@ def test_live_review_flow(browser: object, live_service: LiveService) -> None:
     page.locator("body").press("c")
     first_row = page.locator(f'#alert-rows tr[data-id="{first["event_id"]}"]')
     first_row.locator(".badge.status-confirmed").wait_for()
+    # the stream's review event re-renders the row from the server, naming the reviewer
+    page.locator(
+        f'#alert-rows tr[data-id="{first["event_id"]}"] .c-status', has_text="manager"
+    ).wait_for()
 
     # Open the second alert and mark it a false alarm with a comment.
     page.locator(f'#alert-rows tr[data-id="{second["event_id"]}"] a.cam').click()
@@ -228,15 +240,25 @@ def test_trainer_promotes_and_rolls_back(browser: object, live_service: LiveServ
     context, page = _page(browser, live_service)
     _login(page, "trainer")
     page.goto("/models")
-    page.locator('#model-versions tr[data-version="v1"]').get_by_role("button").click()
+
+    def row(version: str) -> object:
+        return page.locator(f'#model-versions tr[data-version="{version}"]')
+
+    # v1 is worse than the active v2 on the benchmark: the backend's promotion gate refuses,
+    # and the page says why instead of failing silently.
+    row("v1").get_by_role("button", name="Promote").click()
+    page.locator("#admin-result.error").wait_for()
+    assert "409" in page.inner_text("#admin-result") and "gate" in page.inner_text("#admin-result")
+    assert row("v2").locator(".badge.model-active").count() == 1
+
+    row("v2").get_by_role("button", name="Roll back").click()
     page.wait_for_load_state("load")
-    row_v1 = page.locator('#model-versions tr[data-version="v1"]')
-    row_v1.locator(".badge.model-active").wait_for()
-    assert "model.promote" in page.inner_text("main")
-    row_v1.get_by_role("button", name="Roll back").click()
+    row("v1").locator(".badge.model-active").wait_for()
+    row("v2").get_by_role("button", name="Promote").click()  # better than v1: passes
     page.wait_for_load_state("load")
-    page.locator('#model-versions tr[data-version="v2"] .badge.model-active').wait_for()
-    assert "model.rollback" in page.inner_text("main")
+    row("v2").locator(".badge.model-active").wait_for()
+    history = page.inner_text("main")
+    assert "model.rollback" in history and "model.promote" in history
     context.close()
     context, page = _page(browser, live_service)
     _login(page, "manager")

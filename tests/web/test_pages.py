@@ -95,6 +95,7 @@ def test_filters_and_bad_filters(live_service: LiveService) -> None:
     harness = live_service.post_violation("crane-2", kind="no_harness")
     with _web_login(live_service, "manager") as client:
         page = client.get("/alerts", params={"kind": "no_harness", "camera": "crane-2"}).text
+        assert '<option value="crane-2" selected>Crane 2</option>' in page
         ids = re.findall(r'<tr data-id="([^"]+)"', page)
         assert harness["event_id"] in ids
         assert all(i not in ids for i in live_service.posted if i != harness["event_id"])

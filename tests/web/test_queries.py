@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,9 +19,34 @@ from service.web import queries
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
+PG_URL = os.environ.get("SITEGUARD_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database: a SQLite file, or a throw-away PostgreSQL database when configured."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'web.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("SITEGUARD_TEST_POSTGRES_URL not set")
+    import psycopg
+
+    admin_url = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    name = f"sg_web_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{admin_url.rpartition('/')[0]}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture()
-def db(tmp_path: Path) -> Iterator[Session]:
-    database = Database(f"sqlite:///{tmp_path / 'web.db'}")
+def db(db_url: str) -> Iterator[Session]:
+    url = db_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    database = Database(url)
     database.upgrade()
     with database.session() as session:
         session.add_all(
@@ -83,6 +110,10 @@ def test_detail_respects_scope(db: Session) -> None:
     assert [(r.outcome, r.username, r.comment) for r in detail.reviews] == [
         ("false_alarm", "boss", "vest")
     ]
+    assert detail.row.reviewed_by == "boss"
+    rows, _ = queries.list_alerts(db, None, queries.AlertFilters(site="b"))
+    assert {r.event_id: r.reviewed_by for r in rows}["ev-00"] == "boss"
+    assert {r.event_id: r.reviewed_by for r in rows}["ev-03"] is None
 
 
 def test_kpis_and_cameras(db: Session) -> None:
@@ -144,7 +175,8 @@ def test_compliance_report_buckets_by_local_day(db: Session) -> None:
     assert periods == sorted(periods, reverse=True)
     today = NOW.astimezone(tz).date().isoformat()
     assert all(len(r.trend) == 14 for r in rows)
-    assert sum(sum(r.trend) for r in rows) == 12
+    trends = {r.group: r.trend for r in rows}  # one 14-day trend per group, on each of its rows
+    assert sum(sum(t) for t in trends.values()) == 12
     assert any(r.period == today for r in rows)
     weekly = queries.compliance_report(
         db, ["a"], since=NOW - dt.timedelta(days=2), tz=tz, period="weekly", group="site"

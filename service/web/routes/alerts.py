@@ -85,7 +85,11 @@ def alerts_page(
         return urlencode({k: v for k, v in (raw | changes).items() if v})
 
     lang = request_lang(request)
+    sites = queries.visible_sites(db, site_ids)
+    cameras = queries.visible_cameras(db, site_ids)
     page_config = {
+        "site_names": {s.id: s.name for s in sites},
+        "camera_names": {c.id: c.name for c in cameras},
         "stream_url": STREAM_URL,
         "review_url": REVIEW_URL,
         "can_review": user.role != "viewer",
@@ -108,8 +112,8 @@ def alerts_page(
         page=page,
         query=query,
         filters=raw,
-        sites=queries.visible_sites(db, site_ids),
-        cameras=queries.visible_cameras(db, site_ids),
+        sites=sites,
+        cameras=cameras,
         kinds=KINDS,
         statuses=VIOLATION_STATUSES,
         kpis=queries.kpis(db, site_ids, day_start(tz)),

@@ -20,6 +20,7 @@
         if (!resp.ok) {
           var detail = data.detail;
           if (Array.isArray(detail)) detail = detail.map(function (d) { return (d.loc || []).join(".") + ": " + d.msg; }).join("; ");
+          else if (detail && typeof detail === "object") detail = detail.message || JSON.stringify(detail);
           throw new Error(resp.status + ": " + (detail || resp.statusText));
         }
         return data;

@@ -80,8 +80,9 @@
     time.textContent = SG.formatTime(v.started_at);
     field(row, "ago").textContent = t("status.new");
     var cam = field(row, "camera");
-    cam.href = href; cam.textContent = v.camera_name || v.camera_id;
-    field(row, "site").textContent = v.site_name || "";
+    cam.href = href;
+    cam.textContent = v.camera_name || cfg.camera_names[v.camera_id] || v.camera_id;
+    field(row, "site").textContent = v.site_name || cfg.site_names[v.site_id] || "";
     field(row, "zone").textContent = v.zone || "—";
     var kind = field(row, "kind");
     kind.className = "badge kind-" + v.kind; kind.textContent = t("kind." + v.kind);
@@ -123,18 +124,18 @@
     if (findRow(v.event_id)) return;
     bump("kpi-today", 1); bump("kpi-open", 1);
     if (!matches(v)) return;
-    fetchRow(v).then(function (row) {
-      if (findRow(v.event_id)) return;
-      row.classList.add("fresh");
-      tbody.insertBefore(row, tbody.firstChild);
-      empty.hidden = true;
-      while (tbody.rows.length > cfg.page_size) tbody.deleteRow(tbody.rows.length - 1);
-      if (document.hidden) { unseen += 1; document.title = "(" + unseen + ") " + baseTitle; }
-      if (soundToggle.checked) beep();
-    });
+    // Show it at once from the stream's data, then swap in the server-rendered row (model
+    // version, reviewer, names exactly as on a reload) when that arrives.
+    var row = renderRow(v);
+    tbody.insertBefore(row, tbody.firstChild);
+    empty.hidden = true;
+    while (tbody.rows.length > cfg.page_size) tbody.deleteRow(tbody.rows.length - 1);
+    if (document.hidden) { unseen += 1; document.title = "(" + unseen + ") " + baseTitle; }
+    if (soundToggle.checked) beep();
+    onUpdate(v, true);
   }
 
-  function onUpdate(v) {
+  function onUpdate(v, isNew) {
     var row = findRow(v.event_id);
     if (!row) return;
     var before = row.querySelector(".c-status .badge");
@@ -142,6 +143,8 @@
       bump("kpi-open", -1);
     }
     fetchRow(v).then(function (fresh) {
+      row = findRow(v.event_id) || row;
+      if (isNew) fresh.classList.add("fresh");
       var wasSelected = row === selected;
       fresh.setAttribute("aria-selected", wasSelected ? "true" : "false");
       row.replaceWith(fresh);
