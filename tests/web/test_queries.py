@@ -184,3 +184,17 @@ def test_compliance_report_buckets_by_local_day(db: Session) -> None:
     assert {r.group for r in weekly} == {"Site A"} and sum(r.total for r in weekly) == 8
     with pytest.raises(ValueError):
         queries.compliance_report(db, None, since=NOW, tz=tz, period="daily", group="nope")
+
+
+def test_report_day_is_the_viewers_local_day(db: Session) -> None:
+    late = (NOW - dt.timedelta(days=3)).replace(hour=17, minute=30, second=0)  # 01:30 next day
+    db.add(
+        Violation(event_id="late", site_id="a", camera_id="cam-a", kind="no_helmet", zone="z9",
+                  started_at=late, confidence=0.9, status="unreviewed")
+    )  # fmt: skip
+    db.commit()
+    since = NOW - dt.timedelta(days=5)
+    for tz, expected in ((ZoneInfo("Asia/Shanghai"), late.date() + dt.timedelta(days=1)),
+                         (dt.UTC, late.date())):  # fmt: skip
+        rows = queries.compliance_report(db, None, since=since, tz=tz, period="daily", group="zone")
+        assert [r.period for r in rows if r.group == "z9"] == [expected.isoformat()]
