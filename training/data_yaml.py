@@ -48,8 +48,41 @@ def load_data_yaml(path: str | Path) -> dict:
 
 
 def write_resolved(path: str | Path, out_dir: str | Path) -> Path:
-    """Write the resolved copy of `path` into `out_dir` and return its path."""
-    out = Path(out_dir) / "data.resolved.yaml"
+    """Write the resolved copy of `path` into `out_dir` and return its path.
+
+    Split folders are handed over as views in `out_dir` (`SPLIT/images` and `SPLIT/labels`
+    symlinked to the source folders): Ultralytics writes `labels.cache` beside the labels folder
+    it reads, so it writes into `out_dir`, never into the (possibly read-only, shared) dataset.
+    """
+    out_dir = Path(out_dir)
+    out = out_dir / "data.resolved.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(load_data_yaml(path), sort_keys=False))
+    data = load_data_yaml(path)
+    for split in SPLITS:
+        if split in data and Path(data[split]).is_dir():
+            data[split] = str(_split_view(Path(data[split]), out_dir / split))
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
     return out
+
+
+def _split_view(images: Path, view: Path) -> Path:
+    """`view/images` and `view/labels`: real folders of per-file symlinks to the split's images
+    and labels (Ultralytics resolves folder symlinks, not file ones, and derives each label path
+    from the image path it globbed); returns `view/images`. Rebuilt on every call."""
+    import shutil
+
+    from training.labels import label_path_for, list_images
+
+    if view.exists():
+        shutil.rmtree(view)  # only links and Ultralytics' cache live here
+    for image in list_images(images):
+        relative = image.relative_to(images)
+        link = view / "images" / relative
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(image.absolute())
+        label = label_path_for(image)
+        if label.is_file():
+            label_link = (view / "labels" / relative).with_suffix(".txt")
+            label_link.parent.mkdir(parents=True, exist_ok=True)
+            label_link.symlink_to(label.absolute())
+    return view / "images"

@@ -78,6 +78,9 @@ def test_train_records_args_and_dataset_version(run_dir: Path, mini_data: Path) 
     assert record["dataset_version"] == dataset_version(mini_data)
     assert record["imgsz"] == "160" and (run_dir / "weights" / "best.pt").is_file()
     assert (run_dir / "results.csv").is_file()
+    # Ultralytics caches labels beside the folder it reads: that must be the run's view.
+    assert not list(mini_data.parent.rglob("*.cache"))
+    assert list((run_dir.parent / "ci-data").rglob("labels.cache"))
 
 
 def test_export_writes_a_detector_ready_onnx(exported, run_dir: Path, mini_data: Path) -> None:
