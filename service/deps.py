@@ -6,12 +6,14 @@ def handler(db: Session = Depends(get_db), state: AppState = Depends(get_state))
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from sqlalchemy.orm import Session
+
+from service.cache import TTLCache
 
 if TYPE_CHECKING:
     from service.alerting import AlertsBridge
@@ -34,15 +36,21 @@ class AppState:
     metrics: ServiceMetrics
     limiter: LoginLimiter
     alerts: AlertsBridge
+    keys: TTLCache = field(default_factory=TTLCache)  # detector key hash -> DetectorKey
+    cameras: TTLCache = field(default_factory=TTLCache)  # camera id -> site id
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     return request.app.state.siteguard
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """A session per request; closed (and any open transaction rolled back) afterwards."""
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """A session per request; closed (and any open transaction rolled back) afterwards.
+
+    Async so FastAPI does not hop to a worker thread to open and close it: creating a session
+    does no I/O, and closing one only returns a pooled connection.
+    """
     state: AppState = request.app.state.siteguard
     with state.db.sessions() as session:
         yield session

@@ -13,7 +13,7 @@ Dependencies for routers and the dashboard (all raise `HTTPException`, so JSON r
 - `require_role("manager")` -> `User`: `csrf_protect` plus a minimum role. Roles are ranked
   viewer < manager < trainer < admin (manager reviews, trainer also manages models and samples,
   admin administers users, sites and keys and sees every site).
-- `detector_key` -> `ApiKey`: an `X-API-Key` detector key (bound to one site); 401 otherwise.
+- `detector_key` -> `DetectorKey`: an `X-API-Key` detector key (bound to one site); 401 otherwise.
 - `site_scope(user)` -> set of site ids or None (= all sites, admins); `check_site(user, site_id)`
   raises 403 when a user may not see a site.
 
@@ -31,6 +31,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -278,12 +279,37 @@ def new_api_key(
     return key, secret
 
 
-def detector_key(request: Request, db: Session = Depends(get_db)) -> ApiKey:
+@dataclass(frozen=True)
+class DetectorKey:
+    """A valid detector key: which key (for logs and audit) and the one site it may post to."""
+
+    id: int
+    name: str
+    site_id: str
+
+
+def lookup_detector_key(state: AppState, secret: str) -> DetectorKey | None:
+    """The key for `secret`, or None; cached `state.keys.ttl_s` (cleared on revocation)."""
+    digest = token_hash(secret)
+    hit = state.keys.get(digest)
+    if hit is not None:
+        return hit
+    with state.db.sessions() as db:
+        key = db.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+        if key is None or key.revoked_at is not None or key.site_id is None:
+            return None
+        found = DetectorKey(id=key.id, name=key.name, site_id=key.site_id)
+    state.keys.put(digest, found)
+    return found
+
+
+async def detector_key(request: Request) -> DetectorKey:
+    """Dependency: the `X-API-Key` detector key, else 401. Async: a cache hit costs no thread."""
     secret = request.headers.get("x-api-key")
     if not secret:
         raise HTTPException(401, "missing X-API-Key header")
-    key = db.scalar(select(ApiKey).where(ApiKey.key_hash == token_hash(secret)))
-    if key is None or key.revoked_at is not None or key.site_id is None:
+    key = lookup_detector_key(request.app.state.siteguard, secret)
+    if key is None:
         raise HTTPException(401, "invalid or revoked API key")
     return key
 

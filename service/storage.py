@@ -26,6 +26,7 @@ class BlobStore:
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "blobs"
         self.root.mkdir(parents=True, exist_ok=True)
+        self._dirs: set[Path] = set()
 
     def path(self, digest: str) -> Path:
         if not _DIGEST.fullmatch(digest):
@@ -42,7 +43,7 @@ class BlobStore:
         path = self.path(digest)
         if path.exists():
             return digest, False
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._ensure_dir(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -52,6 +53,13 @@ class BlobStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return digest, True
+
+    def _ensure_dir(self, directory: Path) -> None:
+        """mkdir once per fan-out directory (a mkdir per write costs a syscall on every ingest)."""
+        if directory not in self._dirs:
+            directory.mkdir(parents=True, exist_ok=True)
+            if len(self._dirs) < 70_000:  # at most 256 * 256 directories
+                self._dirs.add(directory)
 
     def put_file(self, src: Path) -> str:
         """Store a file by streaming it (model files can be large)."""

@@ -235,6 +235,7 @@ def delete_camera(
         if n:
             raise HTTPException(409, f"camera has {n} violations; it cannot be deleted")
         db.delete(cam)
+        state.cameras.clear()
         audit(
             db,
             request,
@@ -385,6 +386,7 @@ def revoke_key(
         if key is None:
             raise HTTPException(404, f"unknown key {key_id}")
         key.revoked_at = key.revoked_at or utcnow()
+        state.keys.clear()
         audit(
             db,
             request,

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from service.deps import AppState, get_db, get_state
 from service.events import Event
-from service.models import ApiKey, Camera, Detector, ModelVersion, utcnow
+from service.models import Camera, Detector, ModelVersion, utcnow
 from service.schemas import ActiveModel, HeartbeatIn, HeartbeatOut
-from service.security import detector_key
+from service.security import DetectorKey, detector_key
 
 router = APIRouter(tags=["detectors"])
 
@@ -29,7 +29,7 @@ def active_model(db: Session) -> ActiveModel | None:
 @router.post("/heartbeats", response_model=HeartbeatOut, responses={401: {}, 403: {}, 404: {}})
 def post_heartbeat(
     beat: HeartbeatIn,
-    key: ApiKey = Depends(detector_key),
+    key: DetectorKey = Depends(detector_key),
     db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
 ) -> HeartbeatOut:
@@ -72,5 +72,4 @@ def announce_camera(
 ) -> None:
     """Tell the dashboard (SSE) and the alert channels that a camera changed state."""
     state.bus.publish(Event("camera", site_id, {"camera_id": camera_id, "state": new_state}))
-    if new_state in ("online", "offline"):
-        state.alerts.notify_camera(site_id=site_id, camera_id=camera_id, state=new_state, at=at)
+    state.alerts.notify_camera(site_id=site_id, camera_id=camera_id, state=new_state, at=at)

@@ -32,7 +32,7 @@ from service.schemas import VERSION, FieldPrecision, ModelMetaIn, ModelPatchIn, 
 from service.security import (
     audit,
     current_user,
-    detector_key,
+    lookup_detector_key,
     require_role,
     role_rank,
 )
@@ -254,8 +254,12 @@ def delete_model(
 
 def _file_reader(request: Request, db: Session = Depends(get_db)) -> str:
     """A detector key, or a trainer (or admin) user."""
-    if request.headers.get("x-api-key"):
-        return detector_key(request, db).name
+    secret = request.headers.get("x-api-key")
+    if secret:
+        key = lookup_detector_key(request.app.state.siteguard, secret)
+        if key is None:
+            raise HTTPException(401, "invalid or revoked API key")
+        return key.name
     user = current_user(request, db)
     if role_rank(user.role) < role_rank("trainer"):
         raise HTTPException(403, "needs role trainer or higher")

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from service import violations as ops
 from service.deps import AppState, get_db, get_state
-from service.models import ApiKey, User
+from service.models import User
 from service.schemas import (
     EVENT_ID,
     ReviewIn,
@@ -33,7 +33,7 @@ from service.schemas import (
     ViolationOut,
     ViolationPage,
 )
-from service.security import audit, detector_key, require_role
+from service.security import DetectorKey, audit, detector_key, require_role
 from service.storage import looks_like_jpeg
 
 router = APIRouter(prefix="/violations", tags=["violations"])
@@ -57,7 +57,7 @@ def _read_jpeg(upload: UploadFile | None, name: str, limit: int, state: AppState
 @router.post("", status_code=201, response_model=ViolationOut, responses={200: {}, **_ERRORS})
 def post_violation(
     response: Response,
-    key: ApiKey = Depends(detector_key),
+    key: DetectorKey = Depends(detector_key),
     event: str = Form(description="the violation as JSON (docs/contract.md)"),
     snapshot: UploadFile | None = File(None, description="annotated JPEG"),
     frame: UploadFile | None = File(None, description="raw JPEG frame for retraining"),
@@ -85,7 +85,7 @@ def post_violation(
 def post_end(
     event_id: EventIdPath,
     body: ViolationEndIn,
-    key: ApiKey = Depends(detector_key),
+    key: DetectorKey = Depends(detector_key),
     db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
 ) -> ViolationOut:

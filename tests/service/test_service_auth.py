@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from conftest import PASSWORD, Live, event, jpeg, post_violation
+from service_testkit import PASSWORD, Live, event, jpeg, post_violation
 from sqlalchemy import update
 
 from service.models import AuditEntry, UserSession

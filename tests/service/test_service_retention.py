@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from conftest import Live, event, jpeg, post_violation
+from service_testkit import Live, event, jpeg, post_violation
 
 from service.models import AuditEntry
 from service.retention import collect_garbage

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import make_db_url
+from service_testkit import make_db_url
 from sqlalchemy import inspect, text
 
 from service.db import Database

@@ -7,7 +7,7 @@ import io
 import zipfile
 
 import yaml
-from conftest import Live, event, jpeg, post_violation
+from service_testkit import Live, event, jpeg, post_violation
 
 
 def test_review_stats_and_samples(live: Live) -> None:

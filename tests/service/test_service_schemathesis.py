@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Live
+from service_testkit import Live
 
 
 def test_no_server_errors(live: Live, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import BUNDLED, Live
+from service_testkit import BUNDLED, Live
 
 
 @pytest.fixture(scope="module")

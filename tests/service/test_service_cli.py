@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import PASSWORD, _free_port, event, jpeg, post_violation
+from service_testkit import PASSWORD, _free_port, event, jpeg, post_violation
 
 REPO = Path(__file__).resolve().parents[2]
 

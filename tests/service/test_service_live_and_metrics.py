@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from conftest import PASSWORD, Live, event, jpeg, post_violation
+from service_testkit import PASSWORD, Live, event, jpeg, post_violation
 
 
 def read_events(live: Live, username: str, out: queue.Queue, stop: threading.Event) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import Live, event, jpeg, post_violation
+from service_testkit import Live, event, jpeg, post_violation
 
 from service.models import Violation
 
