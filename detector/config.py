@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 ENV_PREFIX = "SITEGUARD_DETECTOR__"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PPE = Literal["helmet", "harness"]
+SLUG = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"  # camera/detector ids, as the service accepts them
 
 
 class ConfigError(ValueError):
@@ -149,7 +150,7 @@ class ZoneConfig(_Strict):
 
 
 class CameraConfig(_Strict):
-    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    id: str = Field(pattern=SLUG, description="as registered in the service")
     source: str = Field(min_length=1, description="rtsp/http URL, video file, webcam index, dir")
     enabled: bool = True
     fps: float = Field(5.0, gt=0, description="max frames per second to process")
@@ -208,7 +209,7 @@ class DetectorConfig(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False
     )
 
-    detector_id: str = Field("edge-1", min_length=1)
+    detector_id: str = Field("edge-1", pattern=SLUG)
     model: ModelConfig = Field(default_factory=ModelConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
