@@ -176,7 +176,11 @@ def live(
     url = next(gen)
     try:
         settings = load_settings(
-            data_dir=tmp / "data", database_url=url, retention_days=30, login_max_failures=3
+            data_dir=tmp / "data",
+            database_url=url,
+            retention_days=30,
+            login_max_failures=3,
+            max_model_bytes=20 * 1024 * 1024,
         )
         app = create_app(settings)
         keys, tokens = seed(app.state.siteguard)

@@ -169,3 +169,16 @@ def test_path_traversal_in_ids_is_4xx(live: Live) -> None:
         ):
             r = admin.get(path)
             assert 400 <= r.status_code < 500, (path, r.status_code)
+
+
+def test_oversized_request_is_refused_before_reading(live: Live) -> None:
+    limit = live.state.settings.max_model_bytes + 2 * live.state.settings.max_snapshot_bytes
+    before = live.count(Violation)
+    with live.detector() as det:
+        r = det.post(
+            "/api/v1/violations",
+            content=b"x" * (limit + (2 << 20)),
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+        )
+    assert r.status_code == 413
+    assert live.count(Violation) == before

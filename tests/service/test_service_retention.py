@@ -38,3 +38,18 @@ def test_retention_job(live: Live) -> None:
     assert left < blobs
     with live.login("admin") as admin:
         assert admin.get(fresh_now["snapshot_url"]).status_code == 200
+
+
+def test_silent_cameras_go_offline(live: Live) -> None:
+    from service.retention import mark_stale_cameras
+
+    beat = {"detector_id": "edge-s", "cameras": [{"camera_id": "crane-1", "state": "online"}]}
+    with live.detector() as det:
+        assert det.post("/api/v1/heartbeats", json=beat).status_code == 200
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(
+        seconds=live.state.settings.camera_offline_after_s + 1
+    )
+    assert ("site-a", "crane-1") in mark_stale_cameras(live.state, now=later)
+    with live.login("view-a") as viewer:
+        assert viewer.get("/api/v1/cameras/crane-1").json()["state"] == "offline"
+    assert mark_stale_cameras(live.state, now=later) == []  # reported once
