@@ -63,6 +63,9 @@ class ServiceSettings(BaseSettings):
     login_window_s: float = Field(300.0, gt=0)
     retention_days: int = Field(30, ge=1, description="delete snapshots/unreviewed events after")
     retention_interval_s: float = Field(3600.0, gt=0, description="how often the job runs")
+    frame_retention_days: int = Field(
+        14, ge=1, description="raw unblurred frames and their training samples are kept this long"
+    )
     camera_offline_after_s: float = Field(120.0, gt=0)
     promotion_tolerance: float = Field(
         0.01, ge=0, le=1, description="gate: max benchmark drop (mAP50, worker accuracy), 0.01=1pt"

@@ -2,8 +2,10 @@
 
 Retention (every `retention_interval_s`): unreviewed events older than `retention_days` are
 deleted; older reviewed events keep their metadata and reviews but lose their snapshot (their
-raw frame too, unless it is a training sample); blobs no row references are removed; expired
-sessions are dropped. The audit log is never touched. Each replica may run it: it is idempotent.
+raw frame too, unless it is a training sample); raw unblurred frames older than the shorter
+`frame_retention_days` go in any case, with the training samples made of them (privacy: export
+or retrain within that window); blobs no row references are removed; expired sessions are
+dropped. The audit log is never touched. Each replica may run it: it is idempotent.
 """
 
 from __future__ import annotations
@@ -48,6 +50,19 @@ def run_retention(state: AppState, now: dt.datetime | None = None) -> RetentionO
             .where(Violation.frame_sha256.not_in(sample_frames))
             .values(frame_sha256=None)
         )
+        frames_old = Violation.started_at < now - dt.timedelta(
+            days=state.settings.frame_retention_days
+        )
+        samples = db.execute(
+            delete(TrainingSample).where(
+                TrainingSample.violation_id.in_(select(Violation.id).where(frames_old))
+            )
+        ).rowcount
+        db.execute(
+            update(Violation)
+            .where(frames_old, Violation.frame_sha256.is_not(None))
+            .values(frame_sha256=None)
+        )
         sessions = db.execute(delete(UserSession).where(UserSession.expires_at < now)).rowcount
     blobs = collect_garbage(state)
     result = RetentionOut(
@@ -55,6 +70,7 @@ def run_retention(state: AppState, now: dt.datetime | None = None) -> RetentionO
         snapshots_cleared=cleared or 0,
         blobs_deleted=blobs,
         sessions_deleted=sessions or 0,
+        samples_deleted=samples or 0,
     )
     log.info("retention (cutoff %s): %s", cutoff.isoformat(), result.model_dump())
     return result

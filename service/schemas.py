@@ -405,3 +405,4 @@ class RetentionOut(BaseModel):
     snapshots_cleared: int
     blobs_deleted: int
     sessions_deleted: int
+    samples_deleted: int = 0

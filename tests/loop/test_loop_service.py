@@ -258,3 +258,29 @@ def test_shadow_reports_are_stored_and_counted(svc: LoopService, bundled_model: 
             ("missed_violation", "head")
         ]
         assert trainer.get("/api/v1/models/s-cand").json()["shadow_disagreements"] == 1
+
+
+def test_raw_frames_and_their_samples_expire_sooner(svc: LoopService) -> None:
+    from service.retention import run_retention
+
+    old_id, fresh_id = _post_violation(svc), _post_violation(svc)
+    with svc.client("manager") as manager:
+        for event_id in (old_id, fresh_id):
+            r = manager.post(f"/api/v1/violations/{event_id}/review", json={"outcome": "confirmed"})
+            assert r.status_code == 200
+    state = svc.app.state.siteguard
+    days = state.settings.frame_retention_days
+    assert days < state.settings.retention_days  # the unblurred frame goes first
+    with state.db.session() as db, state.db.writing(db):
+        from service.models import Violation
+
+        v = db.query(Violation).filter_by(event_id=old_id).one()
+        v.started_at = v.started_at - dt.timedelta(days=days + 1)
+    result = run_retention(state)
+    assert result.samples_deleted == 1
+    with svc.client("trainer") as trainer:
+        ids = {s["event_id"] for s in trainer.get("/api/v1/samples").json()["items"]}
+        assert fresh_id in ids and old_id not in ids
+        old = trainer.get(f"/api/v1/violations/{old_id}").json()
+        assert old["frame_url"] is None and old["status"] == "confirmed"  # the review stays
+        assert trainer.get(f"/api/v1/violations/{fresh_id}/frame").status_code == 200
