@@ -111,3 +111,18 @@ def test_predict_json_lines(coco_model: Path, worker_images: list[Path], tmp_pat
 def test_predict_on_a_missing_source_is_a_clear_error(coco_model: Path, tmp_path: Path) -> None:
     result = siteguard("predict", "--model", str(coco_model), "--source", str(tmp_path / "x.mp4"))
     assert result.returncode == 2 and "no such file" in result.stderr
+
+
+def test_bench_detector_reports_every_contender(coco_model: Path, worker_images: list[Path]):
+    """The benchmark command works end to end (figures go to docs/benchmarks.md, not asserted)."""
+    result = siteguard(
+        "bench", "detector", "--model", str(coco_model), "--source", str(worker_images[0]),
+        "--frames", "5", "--warmup", "1", "--no-ultralytics", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert set(report["contenders"]) == {"bare", "bare_ort_default", "bare_square", "pipeline"}
+    assert all(c["frames"] == 5 and c["rss_mib"] > 0 for c in report["contenders"].values())
+    assert report["ratios"]["pipeline_vs_bare_p50"] > 0
+    bad = siteguard("bench", "detector", "--model", str(coco_model), "--source", "nope.jpg")
+    assert bad.returncode == 2 and "cannot read nope.jpg" in bad.stderr

@@ -144,3 +144,22 @@ def test_same_boxes_as_ultralytics(
         assert abs(len(mine) - len(ref_xyxy)) <= max(1, len(ref_xyxy) // 10)
         for box in ref_xyxy[ref.conf.numpy() > 0.5]:
             assert np.abs(mine.xyxy - box).max(axis=1).min() < 3.0
+
+
+def test_int8_model_is_used_when_configured(
+    coco_model: Path, worker_images: list[Path], tmp_path: Path
+) -> None:
+    """`model.use_int8` loads the quantised file (here made by onnxruntime's quantiser)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from detector.config import ModelConfig
+    from detector.reload import ModelManager
+
+    int8 = tmp_path / "int8.onnx"
+    quantize_dynamic(str(coco_model), str(int8), weight_type=QuantType.QUInt8)
+    manager = ModelManager(ModelConfig(path=coco_model, int8_path=int8, use_int8=True))
+    assert manager.current.path == int8 and manager.current.names[0] == "person"
+    [det] = manager.current.predict([cv2.imread(str(worker_images[0]))])
+    assert "person" in set(det.data["class_name"])
+    with pytest.raises(ValueError, match="int8_path"):
+        ModelConfig(path=coco_model, use_int8=True)
