@@ -97,6 +97,8 @@ def split_samples(zip_path: Path, out: Path, holdout: float) -> SampleSplit:
 
     source = extract_zip(zip_path, out / "samples-zip")
     entries = json.loads((source / "manifest.json").read_text())
+    if not entries:
+        return SampleSplit(None, None, 0, 0)
     event_of = {Path(e["image"]).name: str(e["event_id"]) for e in entries}
     train_writer = DatasetWriter(out / "samples-train")
     field_writer = DatasetWriter(out / "samples-field")
