@@ -92,6 +92,13 @@ class HeartbeatOut(BaseModel):
     active_model: ActiveModel | None
 
 
+class DetectorOut(BaseModel):
+    id: str
+    site_id: str
+    model_version: str | None
+    last_seen_at: dt.datetime
+
+
 # --- violations -------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from service.api import (
     admin,
     auth,
+    detectors,
     events,
     heartbeats,
     model_versions,
@@ -21,6 +22,7 @@ for module in (
     auth,
     violations,
     heartbeats,
+    detectors,
     stats,
     model_versions,
     samples,

@@ -64,13 +64,10 @@ def _detector_config(tmp: Path, url: str, key: str, model: Path, camera_dir: Pat
     )
 
 
-def _reported_version(svc) -> str | None:  # type: ignore[no-untyped-def]
-    """The model version the detector's last heartbeat reported."""
-    from service.models import Detector
-
-    with svc.app.state.siteguard.db.session() as db:
-        row = db.get(Detector, "edge-loop")
-        return row.model_version if row else None
+def _reported_version(client) -> str | None:  # type: ignore[no-untyped-def]
+    """The model version the detector's last heartbeat reported (GET /api/v1/detectors)."""
+    rows = {d["id"]: d for d in client.get("/api/v1/detectors").json()}
+    return rows["edge-loop"]["model_version"] if "edge-loop" in rows else None
 
 
 def test_review_retrain_promote_reload(
@@ -118,6 +115,7 @@ def test_review_retrain_promote_reload(
         thread.start()
         manager, trainer = svc.client("manager"), svc.client("trainer")
         wait_until(lambda: len(_violations(manager, "loop-v1")) >= 4, timeout=180)
+        assert _reported_version(manager) == "loop-v1"
 
         # Managers review (simulated from the ground truth, each decision from the real frame).
         reviewer = GroundTruthReviewer(camera_images)
@@ -191,7 +189,7 @@ def test_review_retrain_promote_reload(
         wait_until(lambda: runner.models.current.version == "loop-v2", timeout=120)
         new = wait_until(lambda: _violations(manager, "loop-v2"), timeout=180)
         assert all(v["model_version"] == "loop-v2" for v in new)
-        wait_until(lambda: _reported_version(svc) == "loop-v2", timeout=60)
+        wait_until(lambda: _reported_version(manager) == "loop-v2", timeout=60)
         with svc.app.state.siteguard.db.session() as db:
             from service.models import AuditEntry
 
