@@ -331,8 +331,11 @@ class ModelRow:
     status: str
     dataset_version: str | None
     dataset_size: int | None
+    samples_added: int | None
+    benchmark_images: int | None
     worker_accuracy: float | None
     map50: float | None
+    field_accuracy: float | None
     field_precision: float | None
     reviewed: int
     created_at: dt.datetime
@@ -387,11 +390,14 @@ def model_rows(session: Session, site_ids: Sequence[str] | None) -> list[ModelRo
                         "dataset.images",
                         "dataset_size",
                         "dataset.train_images",
-                        "benchmark.train_images",
+                        "retrain.dataset_images",
                     )
                 ),
+                samples_added=_int(_number(metrics, "retrain.trained_samples", "retrain.samples")),
+                benchmark_images=_int(_number(metrics, "benchmark.images")),
                 worker_accuracy=_number(metrics, "benchmark.worker_accuracy", "worker_accuracy"),
                 map50=_number(metrics, "benchmark.map50", "map50"),
+                field_accuracy=_number(metrics, "field.worker_accuracy"),
                 field_precision=confirmed / reviewed if reviewed else None,
                 reviewed=reviewed,
                 created_at=m.created_at,

@@ -144,7 +144,13 @@ def test_model_rows_combine_benchmark_and_field(db: Session) -> None:
                 sha256="2" * 64,
                 size_bytes=1,
                 status="active",
-                metrics={"worker_accuracy": 0.96, "map50": 0.93, "dataset_size": 5200},
+                metrics={
+                    "worker_accuracy": 0.96,
+                    "map50": 0.93,
+                    "dataset_size": 5200,
+                    "field": {"worker_accuracy": 0.91},
+                    "retrain": {"trained_samples": 40, "held_back_samples": 10},
+                },
                 dataset_version="ds-2",
                 created_at=NOW - dt.timedelta(days=1),
                 promoted_at=NOW,
@@ -159,6 +165,7 @@ def test_model_rows_combine_benchmark_and_field(db: Session) -> None:
     v1, v2 = rows
     assert (v1.worker_accuracy, v1.map50) == (0.89, 0.86)
     assert (v2.worker_accuracy, v2.dataset_size, v2.promoted_by) == (0.96, 5200, "boss")
+    assert (v2.field_accuracy, v2.samples_added, v1.field_accuracy) == (0.91, 40, None)
     # v1 = ev-00..05: confirmed ev-00, ev-04; false alarm ev-01, ev-05
     assert (v1.reviewed, v1.field_precision) == (4, 0.5)
     assert [h.target for h in queries.promotion_history(db)] == ["v2"]

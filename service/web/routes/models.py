@@ -31,6 +31,11 @@ def models_page(
                 Series(t("models.worker_accuracy"), [r.worker_accuracy for r in rows]),
                 Series(t("models.map50"), [r.map50 for r in rows]),
                 Series(t("models.field_precision"), [r.field_precision for r in rows]),
+                *(
+                    [Series(t("models.field_accuracy"), [r.field_accuracy for r in rows])]
+                    if any(r.field_accuracy is not None for r in rows)
+                    else []
+                ),
             ],
             title=t("models.chart"),
             marked=active,
