@@ -210,10 +210,20 @@ def test_viewer_cannot_review(browser: object, live_service: LiveService) -> Non
     )
     assert status == 403
     page.goto("/alerts")
+    _wait_live(page)
     page.locator("body").press("j")
     page.locator("body").press("f")  # keyboard review is off for viewers
     row = page.locator(f'#alert-rows tr[data-id="{event["event_id"]}"]')
     assert row.locator(".badge.status-unreviewed").count() == 1
+    # The detector closes the episode: the open row's duration updates live.
+    with live_service.client() as client:
+        resp = client.post(
+            f"/api/v1/violations/{event['event_id']}/end",
+            json={"ended_at": utcnow().isoformat(), "duration_s": 95.0},
+            headers={"X-API-Key": live_service.api_key},
+        )
+        assert resp.status_code == 200, resp.text
+    row.locator(".c-duration", has_text="1 min 35 s").wait_for()
     context.close()
 
 
