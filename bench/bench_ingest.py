@@ -132,7 +132,9 @@ async def load(url: str, key: str, bodies: list[bytes], concurrency: int) -> lis
     return latencies
 
 
-def run_backend(name: str, db_url: str | None, args: argparse.Namespace) -> dict[str, object]:
+def run_backend(
+    name: str, db_url: str | None, workers: int, args: argparse.Namespace
+) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:
         port = free_port()
         env = {**os.environ, "SITEGUARD_DATA_DIR": tmp, "SITEGUARD_PORT": str(port)}
@@ -143,7 +145,7 @@ def run_backend(name: str, db_url: str | None, args: argparse.Namespace) -> dict
         key = json.loads(siteguard("admin", "create-api-key", "bench", "--site", "bench", env=env))[
             "key"
         ]
-        cmd = [sys.executable, "-m", "siteguard", "serve", "--workers", str(args.workers)]
+        cmd = [sys.executable, "-m", "siteguard", "serve", "--workers", str(workers)]
         server_log = open(Path(tmp) / "server.log", "w")  # noqa: SIM115 - closed below
         server = subprocess.Popen(
             cmd, cwd=REPO, env=env, stdout=server_log, stderr=subprocess.STDOUT
@@ -182,6 +184,7 @@ def run_backend(name: str, db_url: str | None, args: argparse.Namespace) -> dict
     server_mean = _server_mean(metrics)
     return {
         "backend": name,
+        "workers": workers,
         "requests": args.requests,
         "concurrency": args.concurrency,
         "ingests_per_s": args.requests / wall,
@@ -222,9 +225,9 @@ def render(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
         "## Service: violation ingest (`bench/bench_ingest.py`)",
         "",
         f"Command: `.venv/bin/python bench/bench_ingest.py --requests {args.requests} "
-        f"--concurrency {args.concurrency} --workers {args.workers}` (PostgreSQL row when "
-        "`SITEGUARD_TEST_POSTGRES_URL` is set). One `siteguard serve` process "
-        f"({args.workers} uvicorn worker(s)) on 127.0.0.1, a fresh database per backend, "
+        f"--concurrency {args.concurrency} --workers {' '.join(map(str, args.workers))}` "
+        "(PostgreSQL rows when `SITEGUARD_TEST_POSTGRES_URL` is set). `siteguard serve` "
+        "(N uvicorn worker processes) on 127.0.0.1, a fresh database per row, "
         f"{args.warmup} warm-up posts, then {args.requests} posts of the contract JSON plus a "
         f"unique ~{rows[0]['snapshot_bytes'] // 1024} KB JPEG snapshot (each one a new file in "
         "the blob store), from one asyncio httpx client on the same machine. Latency is measured "
@@ -232,18 +235,37 @@ def render(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
         "",
         f"Machine: {os.cpu_count()} CPU cores, Python {platform.python_version()}. {load_note}",
         "",
-        "| backend | ingests/s | p50 ms | p99 ms | server mean ms | server CPU ms/ingest "
+        "| backend | workers | ingests/s | p50 ms | p99 ms | server mean ms | server CPU ms/ingest "
         "| 1 free core ≈ ingests/s | target (≥ 1000/s, p99 < 50 ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         ok = float(r["ingests_per_s"]) >= 1000 and float(r["p99_ms"]) < 50  # type: ignore[arg-type]
         server = "–" if r["server_mean_ms"] is None else f"{r['server_mean_ms']:.1f}"
         lines.append(
-            f"| {r['backend']} | {r['ingests_per_s']:.0f} | {r['p50_ms']:.1f} | "
+            f"| {r['backend']} | {r['workers']} | {r['ingests_per_s']:.0f} | {r['p50_ms']:.1f} | "
             f"{r['p99_ms']:.1f} | {server} | {r['server_cpu_ms']:.2f} | "
             f"{1000 / max(float(r['server_cpu_ms']), 1e-6):.0f} | {'met' if ok else 'NOT met'} |"
         )
+    lines += [
+        "",
+        "How to read it: `ingests/s` and the latencies are what this machine delivered end to end "
+        "while sharing its cores (client, server, and whatever else runs). `server CPU ms/ingest` "
+        "is the server process's own CPU time (user + system, from /proc) divided by the posts, "
+        "and `1 free core ≈ ingests/s` is 1000 divided by it: roughly what one uncontended core "
+        "could sustain per worker. It is inflated by contention too (context switches, cold "
+        "caches), so it is an upper bound on the real cost. Where the time goes (cProfile): "
+        "FastAPI request handling and dependency solving, SQLAlchemy statement execution and the "
+        "commit, and the file system (temp file + rename per snapshot) dominate; multipart "
+        "parsing (~0.06 ms), JSON validation and sha256 are small. The ingest path already "
+        "avoids per-request key/camera queries (5 s cache), thread hops for cheap dependencies, "
+        "ORM overhead on the INSERT and a mkdir per write.",
+        "",
+        "Reaching >= 1000/s with p99 < 50 ms needs more than two busy cores: run several workers "
+        "(`siteguard serve --workers N`; SQLite serialises writers across processes with "
+        "`BEGIN IMMEDIATE` + busy timeout) or several replicas on PostgreSQL, on cores not "
+        "shared with training.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -273,16 +295,18 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1], help="e.g. 1 2")
     parser.add_argument("--snapshot-kb", type=int, default=50)
     parser.add_argument("--postgres-url", default=os.environ.get("SITEGUARD_TEST_POSTGRES_URL"))
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     if not 1 <= args.requests <= 100_000 or not 1 <= args.concurrency <= 512:
         parser.error("--requests in 1..100000 and --concurrency in 1..512")
-    rows = [run_backend("SQLite (WAL)", None, args)]
-    if args.postgres_url:
-        rows.append(run_backend("PostgreSQL 15", args.postgres_url, args))
+    rows = []
+    for workers in args.workers:  # backends interleaved per worker count, in one run
+        rows.append(run_backend("SQLite (WAL)", None, workers, args))
+        if args.postgres_url:
+            rows.append(run_backend("PostgreSQL 15", args.postgres_url, workers, args))
     section = render(rows, args)
     print(section)
     if args.write_docs:

@@ -80,6 +80,11 @@ def _serve(args: argparse.Namespace) -> int:
         if args.config:
             os.environ["SITEGUARD_SERVICE_CONFIG"] = str(args.config)
         os.environ["SITEGUARD_DATA_DIR"] = str(settings.data_dir)
+        os.environ["SITEGUARD_HOST"] = settings.host
+        os.environ["SITEGUARD_PORT"] = str(settings.port)
+        if settings.upgrade_db_on_start:  # once here, not racing in every worker
+            _db(args).dispose()
+            os.environ["SITEGUARD_UPGRADE_DB_ON_START"] = "false"
         uvicorn.run(
             "service.app:app_from_env",
             factory=True,
