@@ -24,7 +24,7 @@ def test_no_server_errors(live: Live, tmp_path: Path) -> None:
         "--checks",
         "not_a_server_error",
         "--max-examples",
-        "8",
+        "5",
         "--phases",
         "examples,coverage,fuzzing",
         "--exclude-path",
