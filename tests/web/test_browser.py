@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from service.models import utcnow
-from tests.web.conftest import PASSWORD, LiveService
+
+from .testkit import PASSWORD, LiveService
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
@@ -125,8 +126,10 @@ def test_live_review_flow(browser: object, live_service: LiveService) -> None:
         f"after 201: {latency_1:.3f} s, {latency_2:.3f} s; "
         f"from POST start: {total_1:.3f} s, {total_2:.3f} s\n"
     )
-    assert latency_1 < LIVE_BUDGET_S, f"first alert took {latency_1:.2f} s to appear"
-    assert latency_2 < LIVE_BUDGET_S, f"second alert took {latency_2:.2f} s to appear"
+    # The budget counts from the detector starting its POST (ingest included), the strict reading.
+    assert total_1 < LIVE_BUDGET_S, f"first alert took {total_1:.2f} s to appear"
+    assert total_2 < LIVE_BUDGET_S, f"second alert took {total_2:.2f} s to appear"
+    assert latency_1 <= total_1 and latency_2 <= total_2
     top = page.locator("#alert-rows tr").first
     assert top.get_attribute("data-id") == second["event_id"]  # newest first
     assert "No harness" in top.inner_text() and "scaffold-3" in top.inner_text()

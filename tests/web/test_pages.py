@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 
-from tests.web.conftest import PASSWORD, LiveService, violation_event
+from .testkit import PASSWORD, LiveService, violation_event
 
 
 @contextlib.contextmanager
