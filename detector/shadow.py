@@ -118,6 +118,8 @@ class ShadowMode:
             if path is None:
                 return None
             detector = OnnxDetector(path, conf=model.conf, iou=model.iou, threads=model.threads)
+            if model.shadow_version:
+                detector.version = model.shadow_version  # report under the registry's name
         except (ValueError, OSError, httpx.HTTPError) as exc:
             log.error("shadow model not loaded, shadow mode off: %s", exc)
             return None

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 log = logging.getLogger(__name__)
 
 
@@ -160,8 +162,13 @@ def build_dataset(split: SampleSplit, base_data: Path | None, out: Path) -> Path
     if base_data is None:
         if split.train is None:
             raise RetrainError("no samples to train on and no --base-data")
-        log.warning("no --base-data: fine-tuning on the samples alone, no benchmark figures")
-        return split.train / "data.yaml"
+        log.warning("no --base-data: fine-tuning on the samples alone (validated on themselves),")
+        log.warning("no benchmark figures: the promotion gate will refuse this candidate")
+        data_yaml = split.train / "data.yaml"
+        data = yaml.safe_load(data_yaml.read_text())
+        data.setdefault("val", data["train"])  # Ultralytics needs a val split
+        data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
+        return data_yaml
     if split.train is None:
         log.warning("every sample is held back for evaluation; training on the base data only")
         return base_data

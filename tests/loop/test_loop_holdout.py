@@ -60,3 +60,10 @@ def test_no_samples_is_a_clear_error(tmp_path: Path) -> None:
     assert (split.trained, split.held_back, split.train, split.field) == (0, 0, None, None)
     with pytest.raises(RetrainError, match="no samples to train on"):
         build_dataset(split, None, tmp_path / "ds")
+
+
+def test_samples_alone_still_make_a_trainable_dataset(tmp_path: Path) -> None:
+    ids = [str(uuid.UUID(int=i * 7919)) for i in range(30)]
+    split = split_samples(_service_zip(tmp_path / "s.zip", ids), tmp_path / "out", 0.3)
+    data = yaml.safe_load(build_dataset(split, None, tmp_path / "ds").read_text())
+    assert data["val"] == data["train"] == "train/images"  # Ultralytics needs a val split
