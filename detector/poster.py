@@ -77,7 +77,12 @@ class Poster:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            sent_all = self.drain()
+            try:
+                sent_all = self.drain()
+            except Exception:  # e.g. the outbox file is locked: log, back off, go on
+                log.exception("poster: unexpected error; retrying")
+                sent_all = False
+                self.backoff_s = self.config.retry_max_s
             if self._stop.is_set():
                 return
             if sent_all:

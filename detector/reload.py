@@ -112,6 +112,8 @@ class ModelManager:
             return False
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in str(version))
         dest = self.config.download_dir / f"{safe}.onnx"
+        if dest.is_file() and sha and file_sha256(dest) == sha:
+            return self.try_swap(dest, expected_sha256=sha)  # fetched before a restart
         log.info("service announces model %s; downloading %s", version, url)
         try:
             download(url, dest)
