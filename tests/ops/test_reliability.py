@@ -67,12 +67,12 @@ def test_backend_killed_while_detector_streams(
     """SIGKILL the service mid-stream, keep it down OUTAGE_S, restart: every violation the
     detector counted is stored exactly once."""
     images = max(4, math.ceil((OUTAGE_S + 12) / IMAGE_HOLD_S))
-    folder = violation_images(hardhat_dir, tmp_path / "camera", images)
+    folder = violation_images(hardhat_dir, tmp_path / "camera", images, bundled_model)
     key = service.bootstrap(SITE, [CAMERA])
     service.start()
     detector = detector_factory(detector_config(bundled_model, service, key, folder)).start()
 
-    wait_until(lambda: service.event_ids(), timeout=120)  # events flow before the crash
+    wait_until(lambda: service.event_ids(), timeout=240)  # events flow before the crash
     service.kill()
     down_at = time.monotonic()
     tally = Tally(notes={"outage_s": OUTAGE_S, "images": images})
@@ -100,12 +100,12 @@ def test_detector_killed_with_full_outbox_delivers_on_restart(
 ) -> None:
     """Violations queued while the service is unreachable survive a SIGKILL of the detector;
     the restarted detector delivers each exactly once."""
-    folder = violation_images(hardhat_dir, tmp_path / "camera", 3)
+    folder = violation_images(hardhat_dir, tmp_path / "camera", 3, bundled_model)
     key = service.bootstrap(SITE, [CAMERA])  # set up, but not serving yet
     config = detector_config(bundled_model, service, key, folder)
     detector = detector_factory(config).start()
 
-    queued = wait_until(lambda: len(detector.outbox("pending")) >= 3 and detector.outbox(), 180)
+    queued = wait_until(lambda: len(detector.outbox("pending")) >= 2 and detector.outbox(), 240)
     detector.kill()
     after_kill = detector.outbox("pending")
     assert set(queued) <= set(after_kill), "a queued event vanished with the process"
@@ -136,7 +136,7 @@ def test_unwritable_snapshot_store_keeps_events_in_outbox(
     503, the detector keeps the events; once the store is back, each is stored exactly once."""
     import httpx
 
-    folder = violation_images(hardhat_dir, tmp_path / "camera", 3)
+    folder = violation_images(hardhat_dir, tmp_path / "camera", 3, bundled_model)
     key = service.bootstrap(SITE, [CAMERA])
     service.start()
     blobs = service.data_dir / "blobs"
@@ -145,7 +145,7 @@ def test_unwritable_snapshot_store_keeps_events_in_outbox(
     assert httpx.get(f"{service.url}/readyz", timeout=30).status_code == 503
 
     detector = detector_factory(detector_config(bundled_model, service, key, folder)).start()
-    wait_until(lambda: detector.outbox("pending"), timeout=180)
+    wait_until(lambda: detector.outbox("pending"), timeout=240)
 
     def refused() -> bool:
         """the detector logged a failed delivery for a queued event"""
