@@ -90,6 +90,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def fresh_pg_database(admin_url: str) -> str:
+    """Create an empty database beside `admin_url`'s and return its URL."""
+    import psycopg
+
+    name = f"sg_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{admin_url.rpartition('/')[0]}/{name}"
+
+
+def drop_pg_database(admin_url: str, url: str) -> None:
+    import psycopg
+
+    name = url.rpartition("/")[2]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def siteguard(*args: str, env: dict[str, str]) -> str:
     run = subprocess.run(
         [sys.executable, "-m", "siteguard", *args],
@@ -139,7 +157,7 @@ def run_backend(
         port = free_port()
         env = {**os.environ, "SITEGUARD_DATA_DIR": tmp, "SITEGUARD_PORT": str(port)}
         if db_url:
-            env["SITEGUARD_DATABASE_URL"] = db_url
+            env["SITEGUARD_DATABASE_URL"] = fresh_pg_database(db_url)
         siteguard("admin", "create-site", "bench", env=env)
         siteguard("admin", "create-camera", "bench-cam", "--site", "bench", env=env)
         key = json.loads(siteguard("admin", "create-api-key", "bench", "--site", "bench", env=env))[
@@ -181,6 +199,8 @@ def run_backend(
             server.terminate()
             server.wait(30)
             server_log.close()
+            if db_url:
+                drop_pg_database(db_url, env["SITEGUARD_DATABASE_URL"])
     server_mean = _server_mean(metrics)
     return {
         "backend": name,
