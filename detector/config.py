@@ -95,9 +95,12 @@ class MotionConfig(_Strict):
 
 
 class TrackingConfig(_Strict):
+    """ByteTrack: detections >= high_conf match first and may start a track (if also >=
+    activation_conf); weaker ones (down to model.conf) only extend existing tracks."""
+
     lost_track_s: float = Field(2.0, ge=0)
-    activation_conf: float = Field(0.3, ge=0, le=1)
-    high_conf: float = Field(0.5, ge=0, le=1)
+    activation_conf: float = Field(0.4, ge=0, le=1)
+    high_conf: float = Field(0.4, ge=0, le=1)
     min_frames: int = Field(1, ge=1)
     min_iou: float = Field(0.1, ge=0, le=1)
 
