@@ -7,6 +7,7 @@ Violations are posted through the HTTP API, as a detector does.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
@@ -175,11 +176,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    data_dir = tmp_path_factory.mktemp("web-service")
-    settings = load_settings(data_dir=data_dir, login_max_failures=50)
-    app = create_app(settings, housekeeping=False)
+@contextlib.contextmanager
+def running_service(data_dir: Path, **settings: object) -> Iterator[LiveService]:
+    """A seeded service on a free 127.0.0.1 port for the duration of the block."""
+    app = create_app(load_settings(data_dir=data_dir, login_max_failures=50, **settings),
+                     housekeeping=False)  # fmt: skip
     key, other = _seed(app)
     port = _free_port()
     server = uvicorn.Server(
@@ -190,7 +191,7 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServi
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=2,
-        )
+        )  # fmt: skip
     )
     thread = threading.Thread(target=server.run, name="uvicorn-web-test", daemon=True)
     thread.start()
@@ -209,3 +210,9 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServi
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    with running_service(tmp_path_factory.mktemp("web-service")) as live:
+        yield live

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.deps import get_db
+from service.deps import AppState, get_db, get_state
 from service.models import ROLES, ApiKey, Camera, Site, User, Violation
+from service.security import audit, require_role
 from service.web import queries
 from service.web.access import has_role, page_user
 from service.web.i18n import client_messages, translator
@@ -36,13 +37,29 @@ def _forbidden(request: Request, user: User) -> Response:
     return render(request, "error.html", user, status_code=403, message=t("common.forbidden"))
 
 
+def _alert_channels(state: AppState) -> tuple[dict[str, str] | None, list[Any]]:
+    """(channel name -> type, recent delivery attempts), or (None, []) when alerts are off."""
+    hub = state.alerts.hub
+    if hub is None:
+        return None, []
+    try:
+        return dict(hub.channels()), list(hub.attempts(limit=30))
+    except Exception:  # noqa: BLE001 - a broken alerts library must not break the admin page
+        return None, []
+
+
 @router.get("/admin", response_class=HTMLResponse, include_in_schema=False)
 def admin_page(
-    request: Request, user: User = Depends(page_user), db: Session = Depends(get_db)
+    request: Request,
+    tested: str | None = None,
+    user: User = Depends(page_user),
+    db: Session = Depends(get_db),
+    state: AppState = Depends(get_state),
 ) -> Response:
     if not has_role(user, "admin"):
         return _forbidden(request, user)
     users = list(db.scalars(select(User).order_by(User.username)))
+    channels, attempts = _alert_channels(state)
     keys = list(db.scalars(select(ApiKey).order_by(ApiKey.created_at.desc())))
     return render(
         request,
@@ -55,7 +72,30 @@ def admin_page(
         keys=keys,
         roles=ROLES,
         api=API,
+        channels=channels,
+        attempts=attempts,
+        tested=tested,
     )
+
+
+@router.post("/admin/alerts/test", include_in_schema=False)
+def send_test_alert(
+    request: Request,
+    channel: str = Form(..., max_length=100),
+    user: User = Depends(require_role("admin")),
+    db: Session = Depends(get_db),
+    state: AppState = Depends(get_state),
+) -> Response:
+    """Send one test message on a channel now (synchronously) and show the outcome."""
+    channels, _ = _alert_channels(state)
+    if channels is None or channel not in channels:
+        t = translator(request_lang(request))
+        return render(request, "error.html", user, status_code=404, message=t("common.not_found"))
+    attempt = state.alerts.hub.send_test(channel)
+    with state.db.writing(db):
+        audit(db, request, user.username, "alerts.test", user=user, target=channel,
+              detail={"outcome": attempt.outcome, "error": attempt.error})  # fmt: skip
+    return RedirectResponse(f"/admin?tested={channel}#alerts", 303)
 
 
 def _camera_frame(db: Session, camera_id: str) -> tuple[str | None, int, int]:
