@@ -86,9 +86,9 @@ def _ultralytics_model(path: Path, imgsz: int | None, conf: float, iou: float) -
     from training.train import offline_environment
 
     offline_environment()
-    from ultralytics import YOLO
+    from training.train import load_yolo
 
-    yolo = YOLO(str(path))
+    yolo = load_yolo(path)
     size = imgsz or int(yolo.overrides.get("imgsz") or 640)
     names = {int(k): str(v) for k, v in yolo.names.items()}
 

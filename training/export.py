@@ -50,8 +50,11 @@ def _train_imgsz(weights: Path) -> int | None:
     """The image size the checkpoint was trained at (Ultralytics stores its train args)."""
     import torch
 
-    ckpt = torch.load(str(weights), map_location="cpu", weights_only=False)
-    args = ckpt.get("train_args") or {}
+    try:
+        ckpt = torch.load(str(weights), map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch/pickle raise many types for a bad file
+        raise ValueError(f"{weights} is not an Ultralytics YOLO checkpoint: {exc}") from exc
+    args = (ckpt.get("train_args") if isinstance(ckpt, dict) else None) or {}
     size = args.get("imgsz")
     return int(size) if isinstance(size, int) else None
 
@@ -59,15 +62,13 @@ def _train_imgsz(weights: Path) -> int | None:
 def export_onnx(weights: Path, out: Path, imgsz: int) -> Path:
     """Ultralytics ONNX export (dynamic batch, onnxslim) from a temp copy: the exporter writes
     next to its input, and the input may sit on read-only storage."""
-    from training.train import offline_environment
+    from training.train import load_yolo, offline_environment
 
     offline_environment()
-    from ultralytics import YOLO
-
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / f"{out.stem}.pt"
         shutil.copy2(weights, copy)
-        exported = YOLO(str(copy)).export(
+        exported = load_yolo(copy).export(
             format="onnx", imgsz=imgsz, dynamic=True, simplify=True, device="cpu"
         )
         if not exported or not Path(exported).is_file():

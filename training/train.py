@@ -39,6 +39,19 @@ def offline_environment() -> None:
     os.environ.setdefault("YOLO_VERBOSE", "True")
 
 
+def load_yolo(path: Path):  # -> ultralytics.YOLO (not imported at module level)
+    """`YOLO(path)` for a local checkpoint, with a clear ValueError when it is not one (and
+    never a download: Ultralytics fetches unknown *names* such as `yolo11x.pt` otherwise)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"weights not found: {path}")
+    from ultralytics import YOLO
+
+    try:
+        return YOLO(str(path))
+    except Exception as exc:  # torch/pickle raise many types for a bad file
+        raise ValueError(f"{path} is not an Ultralytics YOLO checkpoint: {exc}") from exc
+
+
 def train(options: TrainOptions) -> Path:
     """Run the fine-tune and return the run folder (weights/best.pt inside)."""
     offline_environment()
@@ -54,14 +67,15 @@ def train(options: TrainOptions) -> Path:
             raise FileNotFoundError(f"nothing to resume: {last} does not exist")
         YOLO(str(last)).train(resume=True)
         return run_dir
-    data_yaml = write_resolved(options.data, run_dir.parent / f"{options.name}-data")
+    # Check the data and the weights before writing anything.
     version = dataset_version(options.data)  # recorded so export can stamp it into the model
+    model = load_yolo(options.base_weights)
+    data_yaml = write_resolved(options.data, run_dir.parent / f"{options.name}-data")
     extra: dict = {}
     if options.freeze is not None:
         extra["freeze"] = options.freeze
     if options.hours is not None:
         extra["time"] = options.hours
-    model = YOLO(str(options.base_weights))
     model.train(
         data=str(data_yaml),
         epochs=options.epochs,

@@ -172,7 +172,8 @@ def test_model_card_is_built_from_the_records(exported, run_dir: Path, tmp_path:
 def test_bad_inputs_are_clear_errors(
     mini_data: Path, exported, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["train", "--data", str(mini_data), "--base-weights", "yolo11x-missing.pt"])
+    code = main(["train", "--data", str(mini_data), "--base-weights", "yolo11x-missing.pt",
+                 "--project", str(tmp_path / "runs")])  # fmt: skip
     assert code == 2 and "base weights not found" in capsys.readouterr().err
     code = main(["export", "--weights", str(tmp_path / "none.pt")])
     assert code == 2 and "weights not found" in capsys.readouterr().err
@@ -182,6 +183,16 @@ def test_bad_inputs_are_clear_errors(
     code = main(["evaluate", "--model", str(exported.onnx), "--data", str(mini_data),
                  "--class-map", "helmet=hat"])  # fmt: skip
     assert code == 2 and "unknown target class 'hat'" in capsys.readouterr().err
+    junk_pt = tmp_path / "junk.pt"
+    junk_pt.write_bytes(b"this is not a checkpoint")
+    project = ["--project", str(tmp_path / "runs")]
+    code = main(["train", "--data", str(mini_data), "--base-weights", str(junk_pt), *project])
+    assert code == 2 and "is not an Ultralytics YOLO checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # nothing written for a run that cannot start
+    code = main(["export", "--weights", str(junk_pt), "--out", str(tmp_path / "x.onnx")])
+    assert code == 2 and "is not an Ultralytics YOLO checkpoint" in capsys.readouterr().err
+    code = main(["evaluate", "--model", str(junk_pt), "--data", str(mini_data)])
+    assert code == 2 and "is not an Ultralytics YOLO checkpoint" in capsys.readouterr().err
     not_a_model = tmp_path / "junk.onnx"
     not_a_model.write_bytes(np.arange(64, dtype=np.uint8).tobytes())
     code = main(["evaluate", "--model", str(not_a_model), "--data", str(mini_data)])
