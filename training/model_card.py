@@ -139,7 +139,7 @@ def train_command(facts: dict[str, Any]) -> str | None:
         parts.append(f"--name {ours.get('name')}")
         return "siteguard train " + " ".join(parts)
     if args:
-        parts = [f"--data {args['data']}", f"--base-weights {args['model']}"]
+        parts = [f"--data {_original_data(args['data'])}", f"--base-weights {args['model']}"]
         parts += [f"--imgsz {args['imgsz']}", f"--batch {args['batch']}"]
         parts += [f"--epochs {args['epochs']}"]
         if args.get("time"):
@@ -178,6 +178,17 @@ def _data_lines(fp32: dict[str, Any] | None, model_dataset: str | None) -> list[
         boxes = " | ".join(str(row["boxes"][c]) for c in manifest["classes"])
         lines.append(f"| {split} | {row['images']} | {boxes} |")
     return lines
+
+
+def _original_data(data: str) -> str:
+    """`siteguard train` hands Ultralytics NAME-data/data.resolved.yaml; point back at the
+    dataset's own data.yaml when it sits in the resolved file's `path`."""
+    resolved = Path(data)
+    if resolved.name == "data.resolved.yaml" and resolved.is_file():
+        root = (yaml.safe_load(resolved.read_text()) or {}).get("path")
+        if root and (Path(root) / "data.yaml").is_file():
+            return _rel(Path(root) / "data.yaml")
+    return data
 
 
 def _figures_table(fp32: dict[str, Any], int8: dict[str, Any] | None) -> list[str]:
@@ -290,7 +301,7 @@ def render(options: CardOptions) -> str:
         lines.append(line)
         if options.int8:
             t8 = time_model(options.int8, options.timing_frames, sample)
-            lines.append(f"- int8: {t8['median_ms']} ms per frame, same conditions")
+            lines.append(f"- int8: {t8['median_ms']} ms per image, same image and conditions")
         lines.append(
             f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, onnxruntime CPU; "
             "measured while other work may share the CPUs, so treat as pessimistic."
