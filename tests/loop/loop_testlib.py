@@ -108,13 +108,17 @@ def small_dataset(source: Path, out: Path, counts: dict[str, int]) -> Path:
     return out / "data.yaml"
 
 
-def bare_head_images(dataset: Path, split: str, n: int, min_heads: int = 2) -> list[Path]:
-    """`n` images of `split` whose labels show at least `min_heads` bare heads (class 0)."""
+def bare_head_images(
+    dataset: Path, split: str, n: int, min_heads: int = 2, min_helmets: int = 0
+) -> list[Path]:
+    """`n` images of `split` whose labels show at least `min_heads` bare heads (class 0) and
+    `min_helmets` helmets (class 1)."""
     picked = []
     for label in sorted((dataset / split / "labels").glob("*.txt")):
         rows = [line.split() for line in label.read_text().splitlines() if line.strip()]
         image = dataset / split / "images" / f"{label.stem}.jpg"
-        if sum(r[0] == "0" for r in rows) >= min_heads and image.is_file():
+        heads, helmets = sum(r[0] == "0" for r in rows), sum(r[0] == "1" for r in rows)
+        if heads >= min_heads and helmets >= min_helmets and image.is_file():
             picked.append(image)
         if len(picked) == n:
             break
