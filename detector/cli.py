@@ -48,7 +48,10 @@ def _bench_subparsers(subparsers: Any) -> Any:
 
 
 def _detect(args: argparse.Namespace) -> int:
+    import logging
     import signal
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
 
     from detector.config import ConfigError, load_config
     from detector.runner import Runner

@@ -54,7 +54,7 @@ class CameraPipeline:
     rules: RuleEngine
     last_seq: int = 0
     next_due: float = 0.0
-    last_tracked: sv.Detections | None = None
+    last_detections: sv.Detections | None = None  # of the last inferred frame
     dropped_reported: int = 0
     counts: dict[str, int] = field(default_factory=lambda: {"processed": 0, "skipped": 0})
 
@@ -185,8 +185,11 @@ class Runner:
                 else:
                     pipe.counts["skipped"] += 1
                     self.metrics.frames_skipped.labels(pipe.config.id).inc()
-                    if pipe.last_tracked is not None:
-                        self._apply_rules(pipe, frame, pipe.last_tracked)
+                    if pipe.last_detections is not None:
+                        # The scene did not change, so neither did what is in it: the tracker
+                        # sees the last detections again (tracks mature, episodes go on).
+                        tracked = pipe.tracker.update(pipe.last_detections, frame.timestamp)
+                        self._apply_rules(pipe, frame, tracked)
             except Exception:
                 self._camera_failed(pipe)
         max_batch = self.config.max_batch
@@ -214,8 +217,8 @@ class Runner:
                 self.metrics.frames_processed.labels(pipe.config.id).inc()
                 if self.shadow is not None:
                     self.shadow.observe(pipe.config.id, frame.image, detections, frame.timestamp)
+                pipe.last_detections = detections
                 tracked = pipe.tracker.update(detections, timestamp=frame.timestamp)
-                pipe.last_tracked = tracked
                 self._apply_rules(pipe, frame, tracked)
             except Exception:
                 self._camera_failed(pipe)

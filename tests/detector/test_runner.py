@@ -137,6 +137,22 @@ def test_static_camera_skips_inference(
     assert skipped >= 0.8, pipe.counts
 
 
+def test_image_folder_with_a_still_scene_still_opens_events(
+    service: ServiceProcess, make_runner, worker_images: list[Path], tmp_path: Path
+) -> None:
+    """Motion gating skips the repeated pictures, yet the workers in them are tracked and the
+    hold time passes: skipped frames re-use the last detections."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for image in worker_images[:2]:
+        shutil.copy(image, folder / image.name)
+    camera = {"id": "demo", "source": str(folder), "playback_fps": 5, "image_hold_s": 4}
+    runner = make_runner(service, [camera], motion={"keyframe_interval_s": 30.0})
+    wait_until(lambda: service.event_ids(), timeout=120)
+    pipe = runner.cameras["demo"]
+    assert pipe.counts["skipped"] > pipe.counts["processed"]
+
+
 def test_hot_reload_rejects_a_corrupt_model_and_swaps_a_good_one(
     service: ServiceProcess, make_runner, worker_images: list[Path], tmp_path: Path
 ) -> None:
