@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path as FsPath
 from typing import Annotated
 
@@ -129,20 +130,10 @@ def register_model(
         raise HTTPException(422, detail) from None
     if db.scalar(select(ModelVersion.id).where(ModelVersion.version == parsed.version)):
         raise HTTPException(409, f"model version {parsed.version!r} already exists")
-    limit = state.settings.max_model_bytes
-    with tempfile.NamedTemporaryFile(dir=state.blobs.root, prefix=".upload-") as tmp:
-        size = 0
-        for chunk in iter(lambda: file.file.read(1 << 20), b""):
-            size += len(chunk)
-            if size > limit:
-                raise HTTPException(413, f"model larger than {limit} bytes")
-            tmp.write(chunk)
-        tmp.flush()
-        if size == 0:
-            raise HTTPException(415, "empty model file")
-        _check_onnx(FsPath(tmp.name))
-        digest = state.blobs.put_file(FsPath(tmp.name))
-    weights_digest, weights_size = _store_weights(weights, state) if weights else (None, None)
+    digest, size = _store_upload(file, state, "model", _check_onnx)
+    weights_digest, weights_size = (
+        _store_upload(weights, state, "weights", _check_checkpoint) if weights else (None, None)
+    )
     row = ModelVersion(
         version=parsed.version,
         sha256=digest,
@@ -175,22 +166,32 @@ def register_model(
     return to_out(db, row)
 
 
-def _store_weights(upload: UploadFile, state: AppState) -> tuple[str, int]:
-    """Store an Ultralytics checkpoint (a torch zip archive) in the blob store."""
-    import zipfile
-
+def _store_upload(
+    upload: UploadFile, state: AppState, what: str, check: Callable[[FsPath], None]
+) -> tuple[str, int]:
+    """Spool an upload to a temporary file (at most `max_model_bytes`), check it, then store
+    it in the blob store; returns (sha256, size)."""
     limit = state.settings.max_model_bytes
     with tempfile.NamedTemporaryFile(dir=state.blobs.root, prefix=".upload-") as tmp:
         size = 0
         for chunk in iter(lambda: upload.file.read(1 << 20), b""):
             size += len(chunk)
             if size > limit:
-                raise HTTPException(413, f"weights larger than {limit} bytes")
+                raise HTTPException(413, f"{what} larger than {limit} bytes")
             tmp.write(chunk)
         tmp.flush()
-        if size == 0 or not zipfile.is_zipfile(tmp.name):
-            raise HTTPException(415, "weights are not a PyTorch checkpoint (.pt zip archive)")
+        if size == 0:
+            raise HTTPException(415, f"empty {what} file")
+        check(FsPath(tmp.name))
         return state.blobs.put_file(FsPath(tmp.name)), size
+
+
+def _check_checkpoint(path: FsPath) -> None:
+    """An Ultralytics .pt is a torch zip archive (not unpickled here: never trust its code)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise HTTPException(415, "weights are not a PyTorch checkpoint (.pt zip archive)")
 
 
 @router.get("/{version}", response_model=ModelVersionOut, responses=_ERR)

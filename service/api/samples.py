@@ -62,25 +62,26 @@ def list_samples(
     db: Session = Depends(get_db),
 ) -> SamplePage:
     rows = _query(db, user, since, site_id, limit)
-    items = [
-        SampleOut(
-            id=s.id,
-            event_id=v.event_id,
-            site_id=s.site_id,
-            camera_id=v.camera_id,
-            image_url=f"/api/v1/samples/{s.id}/image",
-            width=s.width,
-            height=s.height,
-            boxes=s.boxes,
-            outcome=s.outcome,
-            updated_at=s.updated_at,
-            false_alarm_as=s.false_alarm_as,
-            corrected_at=s.corrected_at,
-            labels=training_labels(s, v),
-        )
-        for s, v in rows
-    ]
+    items = [_sample_out(s, v) for s, v in rows]
     return SamplePage(items=items, next_since=rows[-1][0].updated_at if rows else None)
+
+
+def _sample_out(s: TrainingSample, v: Violation) -> SampleOut:
+    return SampleOut(
+        id=s.id,
+        event_id=v.event_id,
+        site_id=s.site_id,
+        camera_id=v.camera_id,
+        image_url=f"/api/v1/samples/{s.id}/image",
+        width=s.width,
+        height=s.height,
+        boxes=s.boxes,
+        outcome=s.outcome,
+        updated_at=s.updated_at,
+        false_alarm_as=s.false_alarm_as,
+        corrected_at=s.corrected_at,
+        labels=training_labels(s, v),
+    )
 
 
 @router.get(
@@ -270,7 +271,6 @@ def put_labels(
         s.boxes = boxes
         s.corrected_at = s.updated_at = utcnow()
         s.corrected_by = user.id
-        v = db.get(Violation, s.violation_id)
         audit(
             db,
             request,
@@ -281,19 +281,4 @@ def put_labels(
             target=str(s.id),
             detail={"boxes": len(boxes)},
         )
-    assert v is not None
-    return SampleOut(
-        id=s.id,
-        event_id=v.event_id,
-        site_id=s.site_id,
-        camera_id=v.camera_id,
-        image_url=f"/api/v1/samples/{s.id}/image",
-        width=s.width,
-        height=s.height,
-        boxes=s.boxes,
-        outcome=s.outcome,
-        updated_at=s.updated_at,
-        false_alarm_as=s.false_alarm_as,
-        corrected_at=s.corrected_at,
-        labels=training_labels(s, v),
-    )
+    return _sample_out(s, db.get_one(Violation, s.violation_id))
