@@ -17,6 +17,8 @@ from detector.inference import OnnxDetector
 from detector.shadow import ShadowMode, compare
 from training.registry import RegistryClient
 
+pytestmark = pytest.mark.shared
+
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopService]:
