@@ -310,14 +310,24 @@ def test_admin_sites_keys_users_and_zone_editor(browser: object, live_service: L
     page.select_option("#u-role", "viewer")
     page.select_option("#u-sites", ["site-a"])
     page.locator("#u-name").evaluate("el => el.form.requestSubmit()")
-    page.locator("#users td", has_text="viewer2").wait_for()
+    page.locator('#users tr[data-user="viewer2"]').wait_for()
+    row = page.locator('#users tr[data-user="viewer2"]')
+    row.locator("select").select_option("manager")  # role change saves at once
+    page.wait_for_load_state("load")
+    saved = '#users tr[data-user="viewer2"] option[value="manager"][selected]'  # server-rendered
+    page.locator(saved).wait_for(state="attached")
+    page.locator('#users tr[data-user="viewer2"]').get_by_role("button", name="Disable").click()
+    page.locator('#users tr[data-user="viewer2"] .badge.state-offline').wait_for()
+    with live_service.client() as client:  # a disabled user can no longer log in
+        resp = client.post("/login", data={"username": "viewer2", "password": "another-pass-9"})
+        assert resp.status_code == 401
 
     page.fill("#u-name", "viewer2")  # a duplicate: the API's refusal is shown, not swallowed
     page.fill("#u-pass", "another-pass-9")
     page.locator("#u-name").evaluate("el => el.form.requestSubmit()")
     page.locator("#admin-result.error").wait_for()
     assert page.inner_text("#admin-result").startswith("4")
-    assert page.locator("#users td", has_text="viewer2").count() == 1
+    assert page.locator('#users tr[data-user="viewer2"]').count() == 1
 
     page.goto("/admin/cameras/gate-1/zones")
     page.wait_for_function(

@@ -55,9 +55,20 @@
         .catch(function (err) { show(false, err.message); });
     });
   });
+  document.querySelectorAll("select[data-api]").forEach(function (select) {
+    select.addEventListener("change", function () {
+      var body = {};
+      body[select.getAttribute("data-field")] = select.value;
+      send(select.getAttribute("data-method"), select.getAttribute("data-api"), body)
+        .then(function () { window.location.reload(); })
+        .catch(function (err) { show(false, err.message); });
+    });
+  });
   document.querySelectorAll("button[data-api]").forEach(function (button) {
     button.addEventListener("click", function () {
-      send(button.getAttribute("data-method"), button.getAttribute("data-api"))
+      var raw = button.getAttribute("data-body");
+      send(button.getAttribute("data-method"), button.getAttribute("data-api"),
+        raw ? JSON.parse(raw) : undefined)
         .then(function () { window.location.reload(); })
         .catch(function (err) { show(false, err.message); });
     });
