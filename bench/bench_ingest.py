@@ -281,7 +281,9 @@ def render(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
         "avoids per-request key/camera queries (5 s cache), thread hops for cheap dependencies, "
         "ORM overhead on the INSERT and a mkdir per write.",
         "",
-        "Reaching >= 1000/s with p99 < 50 ms needs more than two busy cores: run several workers "
+        "Verdict: when `1 free core ≈ ingests/s` times the cores the service may use is below "
+        "1000, the target cannot be met on that machine even when it is idle; it is not met "
+        "here. Reaching >= 1000/s with p99 < 50 ms needs more than two busy cores: run several workers "
         "(`siteguard serve --workers N`; SQLite serialises writers across processes with "
         "`BEGIN IMMEDIATE` + busy timeout) or several replicas on PostgreSQL, on cores not "
         "shared with training.",
