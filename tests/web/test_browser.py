@@ -329,6 +329,7 @@ def test_admin_sites_keys_users_and_zone_editor(browser: object, live_service: L
     assert page.inner_text("#admin-result").startswith("4")
     assert page.locator('#users tr[data-user="viewer2"]').count() == 1
 
+    page.screenshot(path=str(ARTIFACTS / "admin.png"), full_page=True)
     page.goto("/admin/cameras/gate-1/zones")
     page.wait_for_function(
         "() => { const i = document.querySelector('#zone-editor img');"
