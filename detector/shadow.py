@@ -4,8 +4,9 @@ the frames where the two disagree about violations go to the service for review 
 The active path never waits for the candidate: `observe` only queues the frame (dropping it when
 the candidate is still busy), and a background thread runs the candidate, compares and posts
 batches to `POST /api/v1/shadow`. It does share the CPU: on a saturated edge box a shadow
-candidate costs the active model throughput, so run it on spare capacity or for a trial period. Reports are best-effort (kept in memory, bounded; not the durable outbox):
-they are evidence for a decision, not events.
+candidate costs the active model throughput, so run it on spare capacity or for a trial period.
+Reports are best-effort (kept in memory, bounded; not the durable outbox): they are evidence for
+a decision, not events.
 
 Disagreements, per frame, matching boxes at IoU >= 0.5 (`compare`):
 - `missed_violation`: an active `head` (bare head) the candidate does not see at all;
