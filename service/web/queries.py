@@ -21,6 +21,7 @@ from service.models import (
     Camera,
     ModelVersion,
     Review,
+    ShadowReport,
     Site,
     TrainingSample,
     User,
@@ -341,6 +342,17 @@ class ModelRow:
     created_at: dt.datetime
     promoted_at: dt.datetime | None
     promoted_by: str | None
+    shadow_disagreements: int = 0
+
+
+def shadow_counts(session: Session, site_ids: Sequence[str] | None) -> dict[str, int]:
+    """Per candidate version: frames where it disagreed with the active model in shadow mode."""
+    stmt = select(ShadowReport.candidate_version, func.count()).group_by(
+        ShadowReport.candidate_version
+    )
+    if site_ids is not None:
+        stmt = stmt.where(ShadowReport.site_id.in_(list(site_ids)))
+    return {version: int(count) for version, count in session.execute(stmt)}
 
 
 def _number(metrics: dict[str, Any], *paths: str) -> float | None:
@@ -373,6 +385,7 @@ def field_precision(
 def model_rows(session: Session, site_ids: Sequence[str] | None) -> list[ModelRow]:
     """Every registered model version, oldest first, with benchmark and field figures."""
     field = field_precision(session, site_ids)
+    shadow = shadow_counts(session, site_ids)
     users = dict(session.execute(select(User.id, User.username)).all())
     rows = []
     for m in session.scalars(select(ModelVersion).order_by(ModelVersion.created_at)):
@@ -403,6 +416,7 @@ def model_rows(session: Session, site_ids: Sequence[str] | None) -> list[ModelRo
                 created_at=m.created_at,
                 promoted_at=m.promoted_at,
                 promoted_by=users.get(m.promoted_by) if m.promoted_by else None,
+                shadow_disagreements=shadow.get(m.version, 0),
             )
         )
     return rows

@@ -258,6 +258,10 @@ def test_shadow_reports_are_stored_and_counted(svc: LoopService, bundled_model: 
             ("missed_violation", "head")
         ]
         assert trainer.get("/api/v1/models/s-cand").json()["shadow_disagreements"] == 1
+        page = trainer.get("/models")  # the model page shows the count beside the figures
+        assert page.status_code == 200
+        row = page.text.split('<tr data-version="s-cand">', 1)[1].split("</tr>", 1)[0]
+        assert '<td class="num" data-field="shadow">1</td>' in row
 
 
 def test_raw_frames_and_their_samples_expire_sooner(svc: LoopService) -> None:
