@@ -63,6 +63,12 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=1, help="frames per onnxruntime call")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     p.add_argument("--ultralytics-val", action="store_true", help="add Ultralytics' val figures")
+    p.add_argument(
+        "--conf-sweep",
+        type=_floats,
+        default=(),
+        help="also worker figures at these thresholds, e.g. 0.15,0.2,0.3 (to pick --conf)",
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
     p.set_defaults(handler=_evaluate)
@@ -90,6 +96,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                 batch=args.batch,
                 limit=args.limit,
                 ultralytics_val=args.ultralytics_val,
+                conf_sweep=args.conf_sweep,
             )
         )
     text = json.dumps(figures, indent=2)
@@ -116,7 +123,23 @@ def _summary(f: dict) -> str:
             f"  {name:<10} AP50 {row['ap50']:.3f}  P {row['precision']:.3f}  "
             f"R {row['recall']:.3f}  ({row['instances']} boxes)"
         )
+    for row in f.get("conf_sweep", []):
+        lines.append(
+            f"  conf {row['conf']:.2f}: worker accuracy {row['worker_accuracy']:.3f}  violation "
+            f"precision {row['violation_precision']:.3f}  recall {row['violation_recall']:.3f}  "
+            f"false alarms {row['false_alarms']}"
+        )
     return "\n".join(lines)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text}") from None
+    if any(not 0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"thresholds must be in [0, 1]: {text}")
+    return values
 
 
 def _register_export(subparsers: argparse._SubParsersAction) -> None:

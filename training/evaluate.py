@@ -53,6 +53,7 @@ class EvalOptions:
     batch: int = 1  # per-image rect letterbox: less padding than a shared batch shape
     limit: int | None = None
     ultralytics_val: bool = False
+    conf_sweep: tuple[float, ...] = ()  # also report the worker figures at these thresholds
 
 
 @dataclass
@@ -145,6 +146,7 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
     precision = sv.metrics.Precision()
     recall = sv.metrics.Recall()
     tally = WorkerTally()
+    sweep = {c: WorkerTally() for c in options.conf_sweep}
     names_of = np.array(model_classes, dtype=object)
     gt_counts = np.zeros(len(model_classes), dtype=int)
     infer_seconds = 0.0
@@ -157,15 +159,22 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
         map_metric.update(predictions, targets)
         precision.update(operating, targets)
         recall.update(operating, targets)
-        for target, pred in zip(targets, operating, strict=True):
+        for target, pred, raw in zip(targets, operating, predictions, strict=True):
             gt_counts += np.bincount(target.class_id, minlength=len(model_classes))
+            gt_names = names_of[target.class_id].astype(str)
             tally.update(
                 target.xyxy,
-                names_of[target.class_id].astype(str),
+                gt_names,
                 pred.xyxy,
                 names_of[pred.class_id].astype(str),
                 pred.confidence,
             )
+            for conf, other in sweep.items():
+                kept = raw[raw.confidence >= conf]
+                other.update(
+                    target.xyxy, gt_names, kept.xyxy, names_of[kept.class_id].astype(str),
+                    kept.confidence,
+                )  # fmt: skip
 
     result = map_metric.compute()
     p_result, r_result = precision.compute(), recall.compute()
@@ -214,6 +223,8 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
         "inference_ms_per_image": round(1000 * infer_seconds / max(len(images), 1), 2),
         "seconds": round(time.perf_counter() - started, 1),
     }
+    if sweep:
+        figures["conf_sweep"] = [{"conf": c, **t.figures()} for c, t in sorted(sweep.items())]
     if options.ultralytics_val:
         val = ultralytics_val(options, images, data["names"], to_model, model_classes)
         figures["ultralytics_val"] = val

@@ -138,13 +138,18 @@ def test_evaluate_cli_json_and_pt_through_ultralytics(
 ) -> None:
     out = tmp_path / "pt.json"
     model = str(run_dir / "weights" / "best.pt")
-    args = ["--ultralytics-val", "--limit", "6", "--json", "--out", str(out)]
+    args = ["--ultralytics-val", "--limit", "6", "--conf-sweep", "0.01,0.5", "--json", "--out",
+            str(out)]  # fmt: skip
     assert main(["evaluate", "--model", model, "--data", str(mini_data), *args]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures == json.loads(out.read_text())
     _in_unit_range(figures)
     assert 0.0 <= figures["ultralytics_val"]["map50"] <= 1.0
     assert figures["images"] == 6 and figures["ultralytics_val"]["images"] == 6
+    low, high = figures["conf_sweep"]
+    assert (low["conf"], high["conf"]) == (0.01, 0.5)
+    assert low["false_alarms"] >= high["false_alarms"]  # a lower threshold never alarms less
+    assert all(0.0 <= row[k] <= 1.0 for row in (low, high) for k in FIGURES if k in row)
     # Ultralytics caches labels beside what it reads: it must read a temporary copy, never
     # the dataset (which may be read-only shared data).
     assert not (mini_data.parent / "test" / "labels.cache").exists()
