@@ -35,9 +35,12 @@ def prometheus_bin() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, bundled_model: Path) -> Iterator[Stack]:
-    """`siteguard serve` + `siteguard detect` (bundled model, one looping synthetic camera)."""
+    """`siteguard serve` + `siteguard detect` (bundled model, one looping synthetic camera).
+
+    Module-scoped, so it is gone before the reliability tests start their own processes.
+    """
     tmp = tmp_path_factory.mktemp("stack")
     service = ServiceProcess(tmp / "service")
     key = service.bootstrap("site-ops", ["cam-ops"])
@@ -51,8 +54,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, bundled_model: Path) -> Iter
                 {
                     "id": "cam-ops",
                     "source": str(synthetic_camera(tmp / "frames")),
-                    "fps": 2,
-                    "playback_fps": 2,
+                    "fps": 1,
+                    "playback_fps": 1,
                 }
             ],
         },

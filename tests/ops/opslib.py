@@ -32,15 +32,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 60.0, interval: float = 0.2) -> T:
-    """Poll `predicate` until it returns something truthy; fail with its description."""
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 60.0,
+    interval: float = 0.2,
+    diagnose: Callable[[], str] | None = None,
+) -> T:
+    """Poll `predicate` until it returns something truthy; fail with its description and,
+    when given, `diagnose()` (process logs and counters, to tell a slow machine from a bug)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout:.0f}s: {predicate.__doc__ or predicate}")
+            detail = f"\n{diagnose()}" if diagnose is not None else ""
+            what = predicate.__doc__ or predicate
+            raise AssertionError(f"not met within {timeout:.0f}s: {what}{detail}")
         time.sleep(interval)
 
 
@@ -224,6 +232,25 @@ class DetectorProcess(_Process):
         response = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10)
         response.raise_for_status()
         return response.text
+
+    def diagnose(self) -> str:
+        """Counters and the log tail, for a failure message."""
+        try:
+            metrics = self.metrics()
+            counters = {
+                name.removeprefix("siteguard_detector_"): sample_sum(metrics, name)
+                for name in (
+                    "siteguard_detector_frames_read_total",
+                    "siteguard_detector_frames_processed_total",
+                    "siteguard_detector_violations_total",
+                    "siteguard_detector_inference_seconds_sum",
+                    "siteguard_detector_events_posted_total",
+                    "siteguard_detector_events_failed_total",
+                )
+            }
+        except httpx.HTTPError as exc:
+            counters = {"metrics": str(exc)}
+        return f"detector {counters}, outbox {len(self.outbox())} pending:\n{self.tail(25)}"
 
     def outbox(self, status: str = "pending", type: str = "open") -> list[str]:
         """Event ids in the detector's outbox file (read straight from SQLite)."""

@@ -92,10 +92,16 @@ class Tally:
     dead: list[str] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
 
+    def summary(self) -> str:
+        return (
+            f"detected={self.detected} stored={len(self.stored)} unique={len(set(self.stored))}"
+            f" max_queued={self.max_queued} dead={len(self.dead)} {self.notes}"
+        )
+
     def check(self, min_events: int = 3) -> None:
-        assert self.detected >= min_events, f"too few violations to prove anything: {self}"
-        assert len(self.stored) == len(set(self.stored)), f"duplicates stored: {self}"
-        assert len(self.stored) == self.detected, f"detector count != stored rows: {self}"
+        assert self.detected >= min_events, f"too few violations to prove it: {self.summary()}"
+        assert len(self.stored) == len(set(self.stored)), f"duplicates stored: {self.summary()}"
+        assert len(self.stored) == self.detected, f"detector count != stored rows: {self.summary()}"
         assert not self.dead, f"events dead-lettered: {self.dead}"
 
 
@@ -125,7 +131,7 @@ def settle(
         return time.monotonic() - stable["since"] >= 3.0
 
     try:
-        wait_until(delivered, timeout=timeout, interval=0.5)
+        wait_until(delivered, timeout=timeout, interval=0.5, diagnose=detector.diagnose)
     finally:
         tally.detected = detector_count(detector)
         tally.stored = service.event_ids()
