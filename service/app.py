@@ -30,7 +30,7 @@ from service.events import make_bus
 from service.metrics import ServiceMetrics
 from service.retention import housekeeping_loop
 from service.security import LoginLimiter
-from service.storage import BlobStore
+from service.storage import BlobStore, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,12 @@ def create_app(settings: ServiceSettings | None = None, *, housekeeping: bool = 
         state.metrics.db_errors.labels("request").inc()
         log.error("database error on %s %s: %s", request.method, request.url.path, exc)
         return JSONResponse({"detail": "database unavailable; retry later"}, 503)
+
+    @app.exception_handler(StorageUnavailable)
+    async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+        # 503 is retryable: the detector keeps the event in its outbox and sends it again.
+        log.error("storage error on %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": f"{exc}; retry later"}, 503)
 
     app.include_router(api_router)
 

@@ -22,6 +22,10 @@ _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 JPEG_SOI = b"\xff\xd8\xff"
 
 
+class StorageUnavailable(RuntimeError):
+    """The blob store cannot be written (disk full, read-only, wrong permissions)."""
+
+
 class BlobStore:
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "blobs"
@@ -43,12 +47,18 @@ class BlobStore:
         path = self.path(digest)
         if path.exists():
             return digest, False
-        self._ensure_dir(path.parent)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            self._ensure_dir(path.parent)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        except OSError as exc:
+            raise StorageUnavailable(f"snapshot storage unavailable: {exc.strerror}") from exc
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise StorageUnavailable(f"snapshot storage unavailable: {exc.strerror}") from exc
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -253,11 +253,6 @@ def test_camera_stream_cut_and_restored(
         receiver.close()
 
 
-@pytest.mark.xfail(
-    reason="the service answers a bare `500 Internal Server Error` when its snapshot store "
-    "cannot be written (no OSError handler in service/app.py); reported, not ours to change",
-    strict=False,
-)
 def test_snapshot_store_failure_is_a_clear_error(service: ServiceProcess) -> None:
     """A post that cannot be stored gets a retryable status with a reason an operator can act
     on (not a bare 500), and nothing is stored half-way."""
