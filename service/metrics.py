@@ -11,7 +11,14 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select
@@ -120,4 +127,6 @@ class ServiceMetrics:
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """This instance's metrics, then the process-wide default registry: the alerts
+        library's delivery metrics and the standard process/GC metrics live there."""
+        return generate_latest(self.registry) + generate_latest(REGISTRY)

@@ -81,6 +81,9 @@ def test_ingest_and_camera_outage_reach_the_webhook(tmp_path: Path, receiver) ->
             assert det.post("/api/v1/heartbeats", json=beat).status_code == 200
             outage = got.get(timeout=60)
             assert "gate-1" in json.dumps(outage)
+            # Delivery stats reach Prometheus through the service's own /metrics.
+            metrics = httpx.get(f"{server.url}/metrics").text
+            assert 'siteguard_alert_deliveries_total{channel_type="webhook"' in metrics
 
 
 def test_bad_alerts_config_stops_start_up(tmp_path: Path) -> None:
