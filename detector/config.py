@@ -41,7 +41,7 @@ class ModelConfig(_Strict):
     path: Path = Path("models/siteguard-ppe.onnx")
     int8_path: Path | None = None
     use_int8: bool = False
-    conf: float = Field(0.25, ge=0.0, le=1.0)
+    conf: float = Field(0.2, ge=0.0, le=1.0)  # below tracking.high_conf: extends tracks only
     iou: float = Field(0.5, ge=0.0, le=1.0)
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = all cores")
     spin_wait: bool = Field(False, description="let idle onnxruntime threads busy-wait")
@@ -99,8 +99,11 @@ class TrackingConfig(_Strict):
     activation_conf); weaker ones (down to model.conf) only extend existing tracks."""
 
     lost_track_s: float = Field(2.0, ge=0)
-    activation_conf: float = Field(0.4, ge=0, le=1)
-    high_conf: float = Field(0.4, ge=0, le=1)
+    # 0.3 = the bundled model's operating threshold, chosen on the validation split (see
+    # models/MODEL_CARD.md): a worker the evaluation counts as detected must be able to start
+    # a track, or a bare head at 0.3-0.4 would never become a violation.
+    activation_conf: float = Field(0.3, ge=0, le=1)
+    high_conf: float = Field(0.3, ge=0, le=1)
     min_frames: int = Field(1, ge=1)
     min_iou: float = Field(0.1, ge=0, le=1)
 

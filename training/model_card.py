@@ -327,7 +327,7 @@ def render(options: CardOptions) -> str:
     if fp32:
         cmd = (
             f"siteguard evaluate --model {_rel(model)} --data {_rel(fp32['data'])} "
-            f"--split {fp32['split']} --json"
+            f"--split {fp32['split']} --conf {fp32.get('conf', 0.25)} --json"
         )
         if fp32.get("class_map"):
             cmd += f" --class-map {fp32['class_map']}"
