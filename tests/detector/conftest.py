@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,11 +16,35 @@ from detector_testlib import DEV_MODEL, ServiceProcess
 
 
 @pytest.fixture(scope="session")
-def coco_model() -> Path:
-    """YOLO11n COCO (person = class 0) exported by Ultralytics: real persons on real images."""
+def coco_model(shared_dir: Path) -> Path:
+    """YOLO11n COCO (person = class 0) exported by Ultralytics: real persons on real images.
+
+    Exported once from ../shared/weights into build/dev/ (ignored by git), in a subprocess so
+    torch never enters the test process, from a copy of the .pt because Ultralytics' exporter
+    writes next to its input and ../shared is read-only data.
+    """
     if not DEV_MODEL.is_file():
-        pytest.skip(f"{DEV_MODEL} missing (export yolo11n to ONNX there)")
+        _export_coco_model(shared_dir / "weights" / "yolo11n-coco.pt", DEV_MODEL)
     return DEV_MODEL
+
+
+def _export_coco_model(weights: Path, out: Path) -> None:
+    if not weights.is_file():
+        pytest.skip(f"{weights} missing: cannot export the COCO test model")
+    if importlib.util.find_spec("ultralytics") is None:
+        pytest.skip("ultralytics not installed ([train] extra): cannot export the COCO test model")
+    with tempfile.TemporaryDirectory() as tmp:
+        pt = Path(tmp) / weights.name
+        shutil.copyfile(weights, pt)
+        code = (
+            "import sys; from ultralytics import YOLO; "
+            "YOLO(sys.argv[1]).export(format='onnx', imgsz=640, dynamic=True, simplify=True)"
+        )
+        env = {**os.environ, "YOLO_OFFLINE": "1"}
+        subprocess.run([sys.executable, "-c", code, str(pt)], check=True, env=env,
+                       capture_output=True, timeout=600)  # fmt: skip
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(pt.with_suffix(".onnx")), out)
 
 
 @pytest.fixture(scope="session")
