@@ -101,13 +101,15 @@ def _demo(args: argparse.Namespace) -> int:
             _stop(proc)
 
 
-def _run_admin(service_dir: Path, *argv: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "siteguard", "admin", "--data-dir", str(service_dir), *argv],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
+def _siteguard(*argv: str) -> subprocess.CompletedProcess:
+    """Run one `siteguard` subcommand in a child process, as a user would, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "siteguard", *argv], capture_output=True, text=True, cwd=REPO_ROOT
     )
+
+
+def _run_admin(service_dir: Path, *argv: str) -> dict:
+    out = _siteguard("admin", "--data-dir", str(service_dir), *argv)
     if out.returncode != 0:
         from siteguard.cli import CliError
 
@@ -201,22 +203,7 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None
 
 def _register_bundled_model(model: Path, url: str, state: DemoState) -> None:
     """Show the bundled model and its measured figures on the accuracy page (once)."""
-    listing = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "siteguard",
-            "registry",
-            "--url",
-            url,
-            "--token",
-            state.trainer_token,
-            "list",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-    )
+    listing = _siteguard("registry", "--url", url, "--token", state.trainer_token, "list")
     if listing.returncode == 0 and listing.stdout.strip() not in ("", "[]"):
         return
     eval_json = model.with_suffix(".eval.json")
@@ -234,9 +221,7 @@ def _register_bundled_model(model: Path, url: str, state: DemoState) -> None:
     ]
     if eval_json.is_file():
         argv += ["--eval", str(eval_json)]
-    done = subprocess.run(
-        [sys.executable, "-m", "siteguard", *argv], capture_output=True, text=True, cwd=REPO_ROOT
-    )
+    done = _siteguard(*argv)
     if done.returncode != 0:
         print(f"note: could not register the bundled model: {done.stderr.strip()}", flush=True)
 
