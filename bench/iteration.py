@@ -196,7 +196,11 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("var/iteration"))
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--imgsz", type=int, default=416)
+    parser.add_argument("--hours", type=float, default=None, help="time budget for the retrain")
+    parser.add_argument("--imgsz", type=int, default=416, help="training image size")
+    parser.add_argument("--close-mosaic", type=int, default=None)
+    parser.add_argument("--export-imgsz", type=int, default=None, help="default: v1's input size")
+    parser.add_argument("--conf", type=float, default=None, help="default: v1's threshold")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--fraction", type=float, default=0.25)
     parser.add_argument("--holdout", type=float, default=0.2)
@@ -233,7 +237,11 @@ def main() -> int:
                 base_model=v1,
                 base_data=base_yaml,
                 epochs=args.epochs,
+                hours=args.hours,
+                close_mosaic=args.close_mosaic,
                 imgsz=args.imgsz,
+                export_imgsz=args.export_imgsz,
+                conf=args.conf,
                 batch=args.batch,
                 fraction=args.fraction,
                 holdout=args.holdout,

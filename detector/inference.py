@@ -76,6 +76,18 @@ def rect_shape(height: int, width: int, imgsz: tuple[int, int], stride: int) -> 
     return (-(-new_h // stride) * stride, -(-new_w // stride) * stride)
 
 
+def _parse_conf(raw: str | None) -> float | None:
+    """The operating threshold the trainer chose on val (`siteguard export --conf`), if any."""
+    if raw is None:
+        return None
+    try:
+        conf = float(raw)
+    except ValueError:
+        log.warning("ignoring ONNX metadata siteguard_conf=%r (not a number)", raw)
+        return None
+    return conf if 0.0 < conf < 1.0 else None
+
+
 def _parse_names(raw: str | None) -> dict[int, str]:
     if not raw:
         raise ValueError("ONNX metadata has no 'names' (export the model with Ultralytics)")
@@ -166,6 +178,7 @@ class OnnxDetector:
         self.task = meta.get("task", "detect")
         self.version = meta.get("siteguard_version") or f"{self.path.stem}-{self.sha256[:8]}"
         self.metadata = dict(meta)
+        self.operating_conf = _parse_conf(meta.get("siteguard_conf"))
         out_shape = outputs[0].shape
         expected = 4 + len(self.names)
         if len(out_shape) != 3 or (isinstance(out_shape[1], int) and out_shape[1] != expected):

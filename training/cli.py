@@ -57,7 +57,12 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", help="train, val or test (default: test)")
     p.add_argument("--class-map", default=None, help="dataset=model names, e.g. hat=helmet")
     p.add_argument("--imgsz", type=int, default=None, help="default: the model's own")
-    p.add_argument("--conf", type=float, default=0.25, help="operating threshold (worker figures)")
+    p.add_argument(
+        "--conf",
+        type=float,
+        default=None,
+        help="operating threshold for the worker figures (default: the model's own, else 0.25)",
+    )
     p.add_argument("--map-conf", type=float, default=0.001, help="threshold for mAP")
     p.add_argument("--nms-iou", type=float, default=0.5)
     p.add_argument("--batch", type=int, default=1, help="frames per onnxruntime call")
@@ -146,6 +151,12 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="trained .pt -> ONNX with metadata (and int8)")
     p.add_argument("--weights", type=Path, required=True, help="Ultralytics .pt checkpoint")
     p.add_argument("--imgsz", type=int, default=None, help="default: the training image size")
+    p.add_argument(
+        "--conf",
+        type=float,
+        default=None,
+        help="operating threshold chosen on val; stored in the model (detectors use it)",
+    )
     p.add_argument("--out", type=Path, default=Path("models/siteguard-ppe.onnx"))
     p.add_argument("--model-version", default=None, help="default: OUT stem + UTC date/time")
     p.add_argument("--dataset-version", default=None, help="default: from the training run")
@@ -168,6 +179,7 @@ def _export(args: argparse.Namespace) -> int:
                 weights=args.weights,
                 out=args.out,
                 imgsz=args.imgsz,
+                conf=args.conf,
                 model_version=args.model_version,
                 dataset_version=args.dataset_version,
                 int8=args.int8,

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 MAP_IMPLEMENTATION = "supervision.metrics.MeanAveragePrecision (COCO 101-point, maxDets 300)"
 
 
+DEFAULT_CONF = 0.25
+
+
 @dataclass(frozen=True)
 class EvalOptions:
     model: Path
@@ -47,7 +50,7 @@ class EvalOptions:
     split: str = "test"
     class_map: str | None = None
     imgsz: int | None = None
-    conf: float = 0.25
+    conf: float | None = None  # None: the model's own operating threshold, else DEFAULT_CONF
     map_conf: float = 0.001
     nms_iou: float = 0.5
     batch: int = 1  # per-image rect letterbox: less padding than a shared batch shape
@@ -64,6 +67,7 @@ class Model:
     version: str
     imgsz: tuple[int, int]
     predict: Callable[[Sequence[np.ndarray]], list[sv.Detections]]
+    conf: float | None = None  # the operating threshold stored in the model, if any
 
 
 def load_model(path: Path, imgsz: int | None, map_conf: float, nms_iou: float) -> Model:
@@ -77,7 +81,7 @@ def load_model(path: Path, imgsz: int | None, map_conf: float, nms_iou: float) -
         if imgsz is not None and (imgsz, imgsz) != det.imgsz:
             log.warning("evaluating %s at %d px; it was exported at %s", path, imgsz, det.imgsz)
             det.imgsz = (imgsz, imgsz)
-        return Model(dict(det.names), det.version, det.imgsz, det.predict)
+        return Model(dict(det.names), det.version, det.imgsz, det.predict, det.operating_conf)
     if path.suffix == ".pt":
         return _ultralytics_model(path, imgsz, map_conf, nms_iou)
     raise ValueError(f"model must be .onnx or .pt, got {path}")
@@ -141,6 +145,7 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
     model = load_model(options.model, options.imgsz, options.map_conf, options.nms_iou)
     model_classes = [model.names[i] for i in sorted(model.names)]
     to_model = resolve_names(data["names"], parse_class_map(options.class_map), model_classes)
+    conf = next(c for c in (options.conf, model.conf, DEFAULT_CONF) if c is not None)
 
     map_metric = sv.metrics.MeanAveragePrecision(max_detection_thresholds=(1, 10, 300))
     precision = sv.metrics.Precision()
@@ -155,7 +160,7 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
         t0 = time.perf_counter()
         predictions = model.predict(frames)
         infer_seconds += time.perf_counter() - t0
-        operating = [p[p.confidence >= options.conf] for p in predictions]
+        operating = [p[p.confidence >= conf] for p in predictions]
         map_metric.update(predictions, targets)
         precision.update(operating, targets)
         recall.update(operating, targets)
@@ -214,7 +219,7 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
         "map50_95": _unit(result.map50_95),
         "per_class": per_class,
         **tally.figures(),
-        "conf": options.conf,
+        "conf": conf,
         "map_conf": options.map_conf,
         "nms_iou": options.nms_iou,
         "match_iou": 0.5,

@@ -20,12 +20,15 @@ from training.onnx_meta import read_metadata, write_metadata
 
 log = logging.getLogger(__name__)
 
+CONF_KEY = "siteguard_conf"  # the operating threshold in the ONNX metadata
+
 
 @dataclass(frozen=True)
 class ExportOptions:
     weights: Path
     out: Path = Path("models/siteguard-ppe.onnx")
     imgsz: int | None = None
+    conf: float | None = None  # operating threshold, chosen on val; detectors and evaluate use it
     model_version: str | None = None
     dataset_version: str | None = None
     int8: bool = False
@@ -86,6 +89,8 @@ def export_command(options: ExportOptions, imgsz: int) -> str:
     """The command line that reproduces this export (recorded in the model's metadata)."""
     parts = ["siteguard export", f"--weights {options.weights}", f"--imgsz {imgsz}"]
     parts.append(f"--out {options.out}")
+    if options.conf is not None:
+        parts.append(f"--conf {options.conf}")
     if options.int8:
         parts.append(f"--int8 --calib {options.calib} --calib-images {options.calib_images}")
     if options.eval_data:
@@ -143,6 +148,8 @@ def export(options: ExportOptions) -> ExportResult:
             {"command": export_command(options, imgsz), "weights": str(weights)}
         ),
     }
+    if options.conf is not None:
+        meta[CONF_KEY] = str(options.conf)
     write_metadata(out, meta)
     result = ExportResult(onnx=out)
     if options.int8:
@@ -172,6 +179,7 @@ def _evaluate_and_embed(model: Path, options: ExportOptions) -> dict[str, Any]:
             data=options.eval_data,
             split=options.eval_split,
             class_map=options.class_map,
+            conf=options.conf,
             limit=options.eval_limit,
         )
     )

@@ -51,7 +51,11 @@ class RetrainOptions:
     base_data: Path | None = None
     base_weights: Path | None = None
     epochs: int = 10
+    hours: float | None = None  # time budget; overrides epochs
+    close_mosaic: int | None = None  # last N epochs without mosaic; default min(10, epochs)
     imgsz: int = 640
+    export_imgsz: int | None = None  # default: the base model's input size
+    conf: float | None = None  # operating threshold; default: the base model's
     batch: int = 16
     fraction: float = 1.0
     holdout: float = 0.2
@@ -129,10 +133,12 @@ def default_version(name: str) -> str:
     return f"{name}-{dt.datetime.now(dt.UTC):%Y.%m.%d-%H%M%S}"
 
 
-def _evaluate(model: Path, data: Path, split: str, limit: int | None) -> dict[str, Any]:
+def _evaluate(
+    model: Path, data: Path, split: str, limit: int | None, conf: float | None
+) -> dict[str, Any]:
     from training.evaluate import EvalOptions, evaluate
 
-    return evaluate(EvalOptions(model=model, data=data, split=split, limit=limit))
+    return evaluate(EvalOptions(model=model, data=data, split=split, limit=limit, conf=conf))
 
 
 def _base_files(client: Any, options: RetrainOptions, work: Path) -> tuple[Path, Path]:
@@ -208,12 +214,17 @@ def retrain(options: RetrainOptions) -> RetrainResult:
                 data=data,
                 base_weights=base_pt,
                 epochs=options.epochs,
+                hours=options.hours,
                 imgsz=options.imgsz,
                 batch=options.batch,
                 device=options.device,
                 workers=options.workers,
                 fraction=options.fraction,
-                close_mosaic=min(10, options.epochs),
+                close_mosaic=(
+                    options.close_mosaic
+                    if options.close_mosaic is not None
+                    else min(10, options.epochs)
+                ),
                 cache=options.cache,
                 project=work,
                 name="train",
@@ -221,16 +232,18 @@ def retrain(options: RetrainOptions) -> RetrainResult:
         )
         weights = run_dir / "weights" / "best.pt"
         onnx = work / f"{version}.onnx"
+        export_imgsz, conf = _inherited(options, base_onnx)
         export(
             ExportOptions(
                 weights=weights,
                 out=onnx,
-                imgsz=options.imgsz,
+                imgsz=export_imgsz,
+                conf=conf,
                 model_version=version,
                 dataset_version=data_version,
             )
         )
-        metrics = _metrics(options, split, onnx, base_onnx, compact_metrics)
+        metrics = _metrics(options, split, onnx, base_onnx, compact_metrics, conf)
         metrics["retrain"] = {
             "base_model": options.base_model,
             "samples": split.trained + split.held_back,
@@ -239,7 +252,10 @@ def retrain(options: RetrainOptions) -> RetrainResult:
             "holdout": options.holdout,
             "since": options.since,
             "epochs": options.epochs,
+            "hours": options.hours,
             "imgsz": options.imgsz,
+            "export_imgsz": export_imgsz,
+            "conf": conf,
             "fraction": options.fraction,
             "dataset_version": data_version,
         }
@@ -259,10 +275,26 @@ def _counts(split: SampleSplit) -> tuple[int, int, int]:
     return split.trained + split.held_back, split.trained, split.held_back
 
 
+def _inherited(options: RetrainOptions, base_onnx: Path) -> tuple[int, float | None]:
+    """Export size and operating threshold: as given, else the base model's (like for like)."""
+    from detector.inference import OnnxDetector
+
+    base = OnnxDetector(base_onnx)
+    imgsz = options.export_imgsz or max(base.imgsz)
+    conf = options.conf if options.conf is not None else base.operating_conf
+    return imgsz, conf
+
+
 def _metrics(
-    options: RetrainOptions, split: SampleSplit, onnx: Path, base_onnx: Path, compact: Any
+    options: RetrainOptions,
+    split: SampleSplit,
+    onnx: Path,
+    base_onnx: Path,
+    compact: Any,
+    conf: float | None,
 ) -> dict[str, Any]:
-    """Candidate and base model on the benchmark split and the held-back samples."""
+    """Candidate and base model on the benchmark split and the held-back samples, both at the
+    candidate's operating threshold (the same bar for both)."""
     metrics: dict[str, Any] = {"baseline": {"version": options.base_model}}
     sets = []
     if options.base_data is not None:
@@ -270,7 +302,7 @@ def _metrics(
     if split.field is not None:
         sets.append(("field", split.field / "data.yaml", "test"))
     for key, data, data_split in sets:
-        metrics[key] = compact(_evaluate(onnx, data, data_split, options.eval_limit))
-        base = _evaluate(base_onnx, data, data_split, options.eval_limit)
+        metrics[key] = compact(_evaluate(onnx, data, data_split, options.eval_limit, conf))
+        base = _evaluate(base_onnx, data, data_split, options.eval_limit, conf)
         metrics["baseline"][key] = compact(base)
     return metrics

@@ -29,7 +29,18 @@ def register_retrain(subparsers: argparse._SubParsersAction) -> None:
         "--base-weights", type=Path, default=None, help=".pt of the base model if not registered"
     )
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--hours", type=float, default=None, help="time budget; overrides --epochs")
+    p.add_argument("--imgsz", type=int, default=640, help="training image size")
+    p.add_argument("--close-mosaic", type=int, default=None, help="last N epochs without mosaic")
+    p.add_argument(
+        "--export-imgsz", type=int, default=None, help="ONNX input size (default: the base model's)"
+    )
+    p.add_argument(
+        "--conf",
+        type=float,
+        default=None,
+        help="operating threshold for evaluation and the new model (default: the base model's)",
+    )
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--fraction", type=float, default=1.0, help="share of train images to use")
     p.add_argument("--holdout", type=float, default=0.2, help="share of samples held back")
@@ -63,7 +74,11 @@ def _retrain(args: argparse.Namespace) -> int:
         base_data=args.base_data,
         base_weights=args.base_weights,
         epochs=args.epochs,
+        hours=args.hours,
+        close_mosaic=args.close_mosaic,
         imgsz=args.imgsz,
+        export_imgsz=args.export_imgsz,
+        conf=args.conf,
         batch=args.batch,
         fraction=args.fraction,
         holdout=args.holdout,

@@ -57,6 +57,7 @@ def exported(run_dir: Path, mini_data: Path, tmp_path_factory: pytest.TempPathFa
         ExportOptions(
             weights=run_dir / "weights" / "best.pt",
             out=out,
+            conf=0.3,
             int8=True,
             calib=mini_data,
             calib_images=8,
@@ -93,11 +94,13 @@ def test_export_writes_a_detector_ready_onnx(exported, run_dir: Path, mini_data:
     assert meta["siteguard_version"].startswith("ci-ppe-")
     assert json.loads(meta["metrics"])["images"] == 8
     assert "siteguard export --weights" in json.loads(meta["siteguard_export"])["command"]
+    assert meta["siteguard_conf"] == "0.3"  # the operating threshold travels with the model
 
     det = OnnxDetector(exported.onnx, conf=0.01)
     assert (
         det.dynamic_batch and det.imgsz == (160, 160) and det.version == meta["siteguard_version"]
     )
+    assert det.operating_conf == 0.3
     frames = [cv2.imread(str(p)) for p in sorted((mini_data.parent / "test/images").iterdir())[:3]]
     blob, _ = det.preprocess(frames)
     raw = det.run(blob)
@@ -115,6 +118,7 @@ def test_export_writes_a_detector_ready_onnx(exported, run_dir: Path, mini_data:
 def test_evaluation_figures_are_complete_and_in_range(exported) -> None:
     figures = exported.evaluation
     assert figures["images"] == 8 and figures["split"] == "test"
+    assert figures["conf"] == 0.3  # evaluated at the threshold stored in the model
     assert figures["workers"] > 0 and figures["false_alarms"] >= 0
     assert set(figures["per_class"]) <= {"head", "helmet", "person"} and figures["per_class"]
     _in_unit_range(figures)
@@ -126,6 +130,7 @@ def test_int8_variant_is_evaluated_with_its_delta(exported) -> None:
     assert exported.int8.stat().st_size < exported.onnx.stat().st_size / 2
     meta = read_metadata(exported.int8)
     assert meta["siteguard_version"].endswith("-int8") and "int8" in meta["quantization"]
+    assert meta["siteguard_conf"] == "0.3" and exported.int8_evaluation["conf"] == 0.3
     _in_unit_range(exported.int8_evaluation)
     assert set(exported.delta) == set(FIGURES)
     for key, value in exported.delta.items():
