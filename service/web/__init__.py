@@ -15,11 +15,11 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from service.web.routes import admin, alerts, auth, cameras, models, reports
+from service.web.routes import admin, alerts, auth, cameras, models, reports, samples
 from service.web.templating import STATIC_DIR
 
 router = APIRouter(include_in_schema=False)
-for _module in (auth, alerts, cameras, models, reports, admin):
+for _module in (auth, alerts, cameras, models, samples, reports, admin):
     router.include_router(_module.router)
 
 
