@@ -58,7 +58,8 @@
 
   function drawFrame() {
     while (svg.firstChild) svg.removeChild(svg.firstChild);
-    var font = Math.max(12, Math.round(width / 50));
+    var shown = svg.getBoundingClientRect().width || width;
+    var font = Math.round(13 * width / shown); // about 13 screen pixels at any display size
     // Large boxes first, so a head inside a person box stays on top and can be clicked.
     var order = boxes.map(function (_, i) { return i; }).sort(function (a, b) {
       var A = boxes[a].xyxy, B = boxes[b].xyxy;
@@ -240,6 +241,7 @@
     }
     draw();
   }
+  window.addEventListener("resize", function () { if (width && height) drawFrame(); });
   img.addEventListener("error", function () { document.getElementById("frame-missing").hidden = false; });
   if (width && height) draw();
   else if (img.complete && img.naturalWidth) start();
