@@ -27,6 +27,7 @@ from service.config import ServiceSettings
 from service.db import Database
 from service.deps import AppState
 from service.events import make_bus
+from service.ingest import IngestShortcut
 from service.metrics import ServiceMetrics
 from service.retention import housekeeping_loop
 from service.security import LoginLimiter
@@ -96,6 +97,7 @@ def create_app(settings: ServiceSettings | None = None, *, housekeeping: bool = 
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await asyncio.to_thread(state.ingest.stop)  # commit what is queued, then stop
             state.alerts.stop()
             await state.bus.stop()
             state.db.dispose()
@@ -107,6 +109,7 @@ def create_app(settings: ServiceSettings | None = None, *, housekeeping: bool = 
         lifespan=lifespan,
     )
     app.state.siteguard = state
+    app.add_middleware(IngestShortcut, state=state)  # inside BodyLimit: sizes checked first
     app.add_middleware(
         BodyLimit, limit=max(settings.max_model_bytes, 2 * settings.max_snapshot_bytes) + (1 << 20)
     )

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from service.config import ServiceSettings
     from service.db import Database
     from service.events import EventBus
+    from service.ingest import GroupCommitter
     from service.metrics import ServiceMetrics
     from service.security import LoginLimiter
     from service.storage import BlobStore
@@ -39,6 +40,12 @@ class AppState:
     keys: TTLCache = field(default_factory=TTLCache)  # detector key hash -> DetectorKey
     cameras: TTLCache = field(default_factory=TTLCache)  # camera id -> site id
     extra: dict[str, Any] = field(default_factory=dict)
+    ingest: GroupCommitter = field(init=False)  # set in __post_init__ (it needs the state)
+
+    def __post_init__(self) -> None:
+        from service.ingest import GroupCommitter
+
+        self.ingest = GroupCommitter(self)
 
 
 async def get_state(request: Request) -> AppState:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,9 +47,11 @@ class BlobStore:
         path = self.path(digest)
         if path.exists():
             return digest, False
+        # A temp name unique to this thread and digest: no random-name retries as in mkstemp.
+        tmp = str(path.parent / f".tmp-{digest}-{threading.get_ident()}")
         try:
             self._ensure_dir(path.parent)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         except OSError as exc:
             raise StorageUnavailable(f"snapshot storage unavailable: {exc.strerror}") from exc
         try:

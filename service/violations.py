@@ -203,6 +203,64 @@ def camera_site(state: AppState, camera_id: str) -> str | None:
     return site
 
 
+def check_camera(state: AppState, key: DetectorKey, camera_id: str) -> str:
+    """The camera's site, if the key may post for it; else 404 (unknown) or 403 (other site)."""
+    site_id = camera_site(state, camera_id)
+    if site_id is None:
+        raise HTTPException(404, f"unknown camera {camera_id!r}")
+    if site_id != key.site_id:
+        raise HTTPException(403, f"camera {camera_id!r} is not in this key's site")
+    return site_id
+
+
+def store_images(
+    state: AppState, snapshot: bytes | None, frame: bytes | None
+) -> tuple[dict[str, str | None], list[str]]:
+    """Write the images to the blob store: ({name: digest}, digests of files new here)."""
+    digests: dict[str, str | None] = {"snapshot": None, "frame": None}
+    new_blobs: list[str] = []
+    try:
+        for name, data in (("snapshot", snapshot), ("frame", frame)):
+            if data is not None:
+                digest, created = state.blobs.store(data)
+                digests[name] = digest
+                if created:
+                    new_blobs.append(digest)
+    except BaseException:
+        forget_blobs(state, new_blobs)
+        raise
+    return digests, new_blobs
+
+
+def row_values(event: ViolationIn, site_id: str, digests: dict[str, str | None]) -> dict[str, Any]:
+    """The INSERT parameters of a new violation."""
+    return {
+        "event_id": event.event_id,
+        "site_id": site_id,
+        "camera_id": event.camera_id,
+        "kind": event.kind,
+        "zone": event.zone,
+        "started_at": event.started_at,
+        "ended_at": event.ended_at,
+        "duration_s": event.duration_s,
+        "confidence": event.confidence,
+        "track_id": event.track_id,
+        "model_version": event.model_version,
+        "frame_width": event.frame_width,
+        "frame_height": event.frame_height,
+        "boxes": [b.model_dump(by_alias=True) for b in event.boxes],
+        "snapshot_sha256": digests["snapshot"],
+        "frame_sha256": digests["frame"],
+        "status": "unreviewed",
+        "received_at": utcnow(),
+    }
+
+
+def insert_rows(db: Session, rows: list[dict[str, Any]]) -> None:
+    """INSERT many new violations in the caller's transaction (one executemany)."""
+    db.execute(_INSERT, rows)
+
+
 def ingest(
     state: AppState,
     db: Session,
@@ -211,58 +269,31 @@ def ingest(
     snapshot: bytes | None,
     frame: bytes | None,
 ) -> tuple[Violation, bool]:
-    """Store one violation; (record, created). A repeated event id returns the stored record.
-
-    The hot path is one INSERT (SQLAlchemy Core) in one short write transaction; the unique
-    event id makes a repeat fail that INSERT, and the stored record is returned instead.
-    """
-    site_id = camera_site(state, event.camera_id)
-    if site_id is None:
-        raise HTTPException(404, f"unknown camera {event.camera_id!r}")
-    if site_id != key.site_id:
-        raise HTTPException(403, f"camera {event.camera_id!r} is not in this key's site")
-    new_blobs: list[str] = []
-    digests: dict[str, str | None] = {"snapshot": None, "frame": None}
+    """Store one violation on its own; (record, created). A repeated event id returns the
+    stored record. (The API batches concurrent posts instead: `service.ingest`.)"""
+    site_id = check_camera(state, key, event.camera_id)
+    digests, new_blobs = store_images(state, snapshot, frame)
+    values = row_values(event, site_id, digests)
     try:
-        for name, data in (("snapshot", snapshot), ("frame", frame)):
-            if data is not None:
-                digest, created = state.blobs.store(data)
-                digests[name] = digest
-                if created:
-                    new_blobs.append(digest)
-        values: dict[str, Any] = {
-            "event_id": event.event_id,
-            "site_id": site_id,
-            "camera_id": event.camera_id,
-            "kind": event.kind,
-            "zone": event.zone,
-            "started_at": event.started_at,
-            "ended_at": event.ended_at,
-            "duration_s": event.duration_s,
-            "confidence": event.confidence,
-            "track_id": event.track_id,
-            "model_version": event.model_version,
-            "frame_width": event.frame_width,
-            "frame_height": event.frame_height,
-            "boxes": [b.model_dump(by_alias=True) for b in event.boxes],
-            "snapshot_sha256": digests["snapshot"],
-            "frame_sha256": digests["frame"],
-            "status": "unreviewed",
-            "received_at": utcnow(),
-        }
-        try:
-            with state.db.writing(db):
-                db.execute(_INSERT, values)
-        except IntegrityError:  # the event id is already stored (a retry, or a race)
-            existing = _existing(db, event.event_id, key)
-            if existing is None:
-                raise
-            _forget(state, new_blobs)
-            return existing, False
+        with state.db.writing(db):
+            insert_rows(db, [values])
+    except IntegrityError:  # the event id is already stored (a retry, or a race)
+        forget_blobs(state, new_blobs)
+        existing = stored_violation(db, event.event_id, key)
+        if existing is None:
+            raise
+        return existing, False
     except BaseException:
-        _forget(state, new_blobs)
+        forget_blobs(state, new_blobs)
         raise
     violation = Violation(**values)
+    announce(state, violation, snapshot)
+    return violation, True
+
+
+def announce(state: AppState, violation: Violation, snapshot: bytes | None) -> None:
+    """After the commit: count it, push it to live panels, hand it to the alert channels."""
+    site_id = violation.site_id
     state.metrics.violations.labels(site_id, violation.kind).inc()
     state.bus.publish(Event("violation", site_id, _summary(violation)))
     if state.alerts.enabled:
@@ -279,17 +310,17 @@ def ingest(
             snapshot_jpeg=snapshot,
             link=f"{base}/violations/{violation.event_id}" if base else None,
         )
-    return violation, True
 
 
-def _existing(db: Session, event_id: str, key: DetectorKey) -> Violation | None:
+def stored_violation(db: Session, event_id: str, key: DetectorKey) -> Violation | None:
+    """The stored record of a repeated event id; 409 if another site owns that id."""
     found = db.scalar(select(Violation).where(Violation.event_id == event_id))
     if found is not None and found.site_id != key.site_id:
         raise HTTPException(409, f"event id {event_id!r} is already used by another site")
     return found
 
 
-def _forget(state: AppState, digests: list[str]) -> None:
+def forget_blobs(state: AppState, digests: list[str]) -> None:
     """Remove blobs this request created if its row was not stored (nothing half-stored)."""
     for digest in digests:
         state.blobs.delete(digest)
