@@ -130,6 +130,8 @@ RULES: dict[str, Rule] = {
     "GET /alerts/_row/{event_id}": Rule("page", site=True, denied=frozenset({404})),
     "GET /cameras": Rule("page"),
     "GET /models": Rule("page"),
+    "GET /samples": Rule("page", "trainer"),
+    "GET /samples/{sample_id}": Rule("page", "trainer", site=True),
     # Reports refuse a site outside the user's scope with 400 "no access to that site".
     "GET /reports": Rule("page", site=True, denied=frozenset({400}), query="?site=site-a"),
     "GET /reports.csv": Rule("page", site=True, denied=frozenset({400}), query="?site=site-a"),
