@@ -5,7 +5,8 @@ One inference pass per image at a low confidence threshold (`map_conf`, 0.001) f
 - mAP50, mAP50-95 and per-class AP50 from `supervision.metrics.MeanAveragePrecision`
   (COCO-style 101-point interpolation, IoU 0.50:0.05:0.95, up to 300 detections per image and
   class, as Ultralytics' val keeps), over the classes that have ground truth;
-- per-class precision and recall at the operating threshold (`conf`, 0.25) and IoU 0.5, from
+- per-class precision and recall at the operating threshold (`conf`: given, else the model's
+  own from `siteguard export --conf`, else 0.25) and IoU 0.5, from
   `supervision.metrics.Precision` / `Recall`;
 - worker accuracy and violation precision/recall at the operating threshold, defined in
   `training/worker_metrics.py`.
@@ -145,7 +146,7 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
     model = load_model(options.model, options.imgsz, options.map_conf, options.nms_iou)
     model_classes = [model.names[i] for i in sorted(model.names)]
     to_model = resolve_names(data["names"], parse_class_map(options.class_map), model_classes)
-    conf = next(c for c in (options.conf, model.conf, DEFAULT_CONF) if c is not None)
+    operating_conf = next(c for c in (options.conf, model.conf, DEFAULT_CONF) if c is not None)
 
     map_metric = sv.metrics.MeanAveragePrecision(max_detection_thresholds=(1, 10, 300))
     precision = sv.metrics.Precision()
@@ -160,7 +161,7 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
         t0 = time.perf_counter()
         predictions = model.predict(frames)
         infer_seconds += time.perf_counter() - t0
-        operating = [p[p.confidence >= conf] for p in predictions]
+        operating = [p[p.confidence >= operating_conf] for p in predictions]
         map_metric.update(predictions, targets)
         precision.update(operating, targets)
         recall.update(operating, targets)
@@ -219,7 +220,7 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
         "map50_95": _unit(result.map50_95),
         "per_class": per_class,
         **tally.figures(),
-        "conf": conf,
+        "conf": operating_conf,
         "map_conf": options.map_conf,
         "nms_iou": options.nms_iou,
         "match_iou": 0.5,

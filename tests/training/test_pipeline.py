@@ -143,8 +143,8 @@ def test_evaluate_cli_json_and_pt_through_ultralytics(
 ) -> None:
     out = tmp_path / "pt.json"
     model = str(run_dir / "weights" / "best.pt")
-    args = ["--ultralytics-val", "--limit", "6", "--conf-sweep", "0.01,0.5", "--json", "--out",
-            str(out)]  # fmt: skip
+    args = ["--ultralytics-val", "--limit", "6", "--conf", "0.01", "--conf-sweep", "0.01,0.5",
+            "--json", "--out", str(out)]  # fmt: skip
     assert main(["evaluate", "--model", model, "--data", str(mini_data), *args]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures == json.loads(out.read_text())
@@ -154,6 +154,9 @@ def test_evaluate_cli_json_and_pt_through_ultralytics(
     low, high = figures["conf_sweep"]
     assert (low["conf"], high["conf"]) == (0.01, 0.5)
     assert low["false_alarms"] >= high["false_alarms"]  # a lower threshold never alarms less
+    # The sweep leaves the operating figures alone: same threshold, same numbers.
+    assert figures["conf"] == 0.01 and figures["false_alarms"] == low["false_alarms"]
+    assert figures["worker_accuracy"] == low["worker_accuracy"]
     assert all(0.0 <= row[k] <= 1.0 for row in (low, high) for k in FIGURES if k in row)
     # Ultralytics caches labels beside what it reads: it must read a temporary copy, never
     # the dataset (which may be read-only shared data).
