@@ -158,13 +158,7 @@ def app_from_env() -> FastAPI:
 
 
 def _writable(state: AppState) -> bool:
-    try:
-        probe = state.blobs.root / ".ready"
-        probe.write_bytes(b"")
-        probe.unlink()
-        return True
-    except OSError:
-        return False
+    return state.blobs.writable()
 
 
 def _mount_web(app: FastAPI) -> None:

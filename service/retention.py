@@ -93,10 +93,8 @@ def collect_garbage(state: AppState, min_age_s: float = 300.0) -> int:
     for digest in list(state.blobs.digests()):
         if digest in used:
             continue
-        try:
-            if now - state.blobs.path(digest).stat().st_mtime < min_age_s:
-                continue
-        except FileNotFoundError:
+        modified = state.blobs.modified(digest)
+        if modified is None or now - modified < min_age_s:
             continue
         removed += state.blobs.delete(digest)
     return removed

@@ -17,6 +17,7 @@ import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 JPEG_SOI = b"\xff\xd8\xff"
@@ -27,6 +28,8 @@ class StorageUnavailable(RuntimeError):
 
 
 class BlobStore:
+    remote: ClassVar[bool] = False  # see `service.storage_s3.S3BlobStore` for the remote one
+
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "blobs"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -93,6 +96,13 @@ class BlobStore:
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
+    def modified(self, digest: str) -> float | None:
+        """When the blob was written (epoch seconds); None if it is not stored."""
+        try:
+            return self.path(digest).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
     def read(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()
 
@@ -107,6 +117,16 @@ class BlobStore:
         for path in self.root.glob("??/??/*"):
             if _DIGEST.fullmatch(path.name):
                 yield path.name
+
+    def writable(self) -> bool:
+        """Readiness: a probe file can be written and removed."""
+        try:
+            probe = self.root / ".ready"
+            probe.write_bytes(b"")
+            probe.unlink()
+            return True
+        except OSError:
+            return False
 
 
 def looks_like_jpeg(data: bytes) -> bool:

@@ -21,7 +21,7 @@ from fastapi import (
     UploadFile,
 )
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
@@ -37,6 +37,7 @@ from service.security import (
     require_role,
     role_rank,
 )
+from service.storage import BlobStore
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/models", tags=["models"])
@@ -172,7 +173,7 @@ def _store_upload(
     """Spool an upload to a temporary file (at most `max_model_bytes`), check it, then store
     it in the blob store; returns (sha256, size)."""
     limit = state.settings.max_model_bytes
-    with tempfile.NamedTemporaryFile(dir=state.blobs.root, prefix=".upload-") as tmp:
+    with tempfile.NamedTemporaryFile(dir=state.settings.data_dir, prefix=".upload-") as tmp:
         size = 0
         for chunk in iter(lambda: upload.file.read(1 << 20), b""):
             size += len(chunk)
@@ -277,17 +278,9 @@ def get_model_file(
     _who: str = Depends(_file_reader),
     db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
-) -> FileResponse:
+) -> Response:
     m = _get(db, version)
-    path = state.blobs.path(m.sha256)
-    if not path.is_file():
-        raise HTTPException(404, "model file missing from the store")
-    return FileResponse(
-        path,
-        media_type="application/octet-stream",
-        filename=f"{m.version}.onnx",
-        headers={"X-Model-Sha256": m.sha256},
-    )
+    return _download(state, m.sha256, f"{m.version}.onnx", "model file missing from the store")
 
 
 @router.get("/{version}/weights", response_class=FileResponse, responses=_ERR)
@@ -296,17 +289,32 @@ def get_model_weights(
     _user: User = Depends(require_role("trainer")),
     db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
-) -> FileResponse:
+) -> Response:
     """The Ultralytics .pt a version was exported from (what `siteguard retrain` fine-tunes)."""
     m = _get(db, version)
-    if m.weights_sha256 is None or not state.blobs.path(m.weights_sha256).is_file():
-        raise HTTPException(404, f"no weights stored for {version!r}")
-    return FileResponse(
-        state.blobs.path(m.weights_sha256),
-        media_type="application/octet-stream",
-        filename=f"{m.version}.pt",
-        headers={"X-Model-Sha256": m.weights_sha256},
-    )
+    missing = f"no weights stored for {version!r}"
+    if m.weights_sha256 is None:
+        raise HTTPException(404, missing)
+    return _download(state, m.weights_sha256, f"{m.version}.pt", missing)
+
+
+def _download(state: AppState, digest: str, filename: str, missing: str) -> Response:
+    """A stored file as an attachment: from disk as a file (ranges work), from a remote store
+    streamed through (no local copy)."""
+    headers = {"X-Model-Sha256": digest}
+    if isinstance(state.blobs, BlobStore):
+        path = state.blobs.path(digest)
+        if not path.is_file():
+            raise HTTPException(404, missing)
+        return FileResponse(
+            path, media_type="application/octet-stream", filename=filename, headers=headers
+        )
+    try:
+        chunks = state.blobs.chunks(digest)
+    except FileNotFoundError:
+        raise HTTPException(404, missing) from None
+    headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
 
 
 def _gate(db: Session, m: ModelVersion, state: AppState) -> GateResult:
