@@ -14,7 +14,7 @@ import contextlib
 import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from service.alerting import AlertsBridge
 from service.api import api_router
-from service.config import ServiceSettings
+from service.config import ConfigError, ServiceSettings
 from service.db import Database
 from service.deps import AppState
 from service.events import make_bus
@@ -32,6 +32,9 @@ from service.metrics import ServiceMetrics
 from service.retention import housekeeping_loop
 from service.security import LoginLimiter
 from service.storage import BlobStore, StorageUnavailable
+
+if TYPE_CHECKING:
+    from service.storage_s3 import S3BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +73,43 @@ def build_state(settings: ServiceSettings) -> AppState:
     return AppState(
         settings=settings,
         db=db,
-        blobs=BlobStore(settings.data_dir),
+        blobs=_blob_store(settings),
         bus=make_bus(settings.event_bus, settings.db_url),
         metrics=metrics,
         limiter=LoginLimiter(settings.login_max_failures, settings.login_window_s),
         alerts=AlertsBridge.from_config(settings.alerts_config),
     )
+
+
+def _blob_store(settings: ServiceSettings) -> BlobStore | S3BlobStore:
+    """The configured snapshot store; a bucket that rejects us stops the start-up, one that
+    cannot be reached yet does not (ingest answers 503 and `/readyz` says not ready until then).
+    """
+    if settings.snapshot_store == "local":
+        return BlobStore(settings.data_dir)
+    try:
+        from service.storage_s3 import S3BlobStore, S3ConfigError
+    except ModuleNotFoundError as exc:
+        raise ConfigError(str(exc)) from exc
+
+    secret = settings.s3_secret_access_key
+    store = S3BlobStore(
+        settings.s3_bucket or "",
+        prefix=settings.s3_prefix,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=secret.get_secret_value() if secret else None,
+        addressing_style=settings.s3_addressing_style,
+        timeout_s=settings.s3_timeout_s,
+    )
+    try:
+        store.check()
+    except S3ConfigError as exc:
+        raise ConfigError(f"snapshot_store s3: {exc}") from exc
+    except StorageUnavailable as exc:
+        log.warning("snapshot store not reachable yet, starting anyway: %s", exc)
+    return store
 
 
 def create_app(settings: ServiceSettings | None = None, *, housekeeping: bool = True) -> FastAPI:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import secrets
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -76,6 +76,21 @@ class ServiceSettings(BaseSettings):
     alerts_config: Path | None = Field(None, description="alerts YAML; alerts off when unset")
     event_bus: str = Field("auto", pattern="^(auto|memory|postgres)$")
     upgrade_db_on_start: bool = True
+    snapshot_store: Literal["local", "s3"] = Field(
+        "local", description="where snapshots, frames and model files go: data_dir or S3"
+    )
+    s3_bucket: str | None = Field(None, description="bucket (snapshot_store: s3)")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, Ceph, R2...); unset = AWS S3"
+    )
+    s3_region: str | None = Field(None, description="unset = AWS_REGION / AWS config")
+    s3_prefix: str = Field("blobs", description="key prefix: <prefix>/ab/cd/<sha256>")
+    s3_access_key_id: str | None = Field(None, description="unset = the usual AWS credentials")
+    s3_secret_access_key: SecretStr | None = None
+    s3_addressing_style: Literal["path", "virtual", "auto"] | None = Field(
+        None, description="unset = path with s3_endpoint_url, else boto3's choice"
+    )
+    s3_timeout_s: float = Field(10.0, gt=0, description="connect and read timeout per request")
 
     @field_validator("database_url")
     @classmethod
@@ -85,6 +100,12 @@ class ServiceSettings(BaseSettings):
         if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> ServiceSettings:
+        if self.snapshot_store == "s3" and not self.s3_bucket:
+            raise ValueError("snapshot_store 's3' needs s3_bucket")
+        return self
 
     @classmethod
     def settings_customise_sources(

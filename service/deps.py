@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from service.metrics import ServiceMetrics
     from service.security import LoginLimiter
     from service.storage import BlobStore
+    from service.storage_s3 import S3BlobStore
 
 
 @dataclass
@@ -32,7 +33,7 @@ class AppState:
 
     settings: ServiceSettings
     db: Database
-    blobs: BlobStore
+    blobs: BlobStore | S3BlobStore
     bus: EventBus
     metrics: ServiceMetrics
     limiter: LoginLimiter
