@@ -22,6 +22,7 @@ import logging
 import queue
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 INGEST_PATH = "/api/v1/violations"
 MAX_EVENT_BYTES = 64 * 1024
 MAX_BATCH = 256
+REMOTE_UPLOADS = 16  # concurrent image uploads per round to a remote (S3) store
 
 
 # --- the request ------------------------------------------------------------------------------
@@ -220,6 +222,7 @@ class GroupCommitter:
         self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._uploads: ThreadPoolExecutor | None = None  # started by the first remote round
 
     async def submit(self, item: Pending) -> tuple[Violation, bool]:
         """Queue a post and wait until it is committed: (record, created)."""
@@ -235,6 +238,9 @@ class GroupCommitter:
             self._queue.put(None)
             self._thread.join(timeout)
             self._thread = None
+        if self._uploads is not None:
+            self._uploads.shutdown()
+            self._uploads = None
 
     def _ensure_started(self) -> None:
         if self._thread is None:
@@ -274,9 +280,14 @@ class GroupCommitter:
     def _commit(self, batch: list[Pending]) -> None:
         state = self.state
         ready: list[Pending] = []
-        for item in batch:
+        # A remote store costs a round trip per image: send the round's images side by side.
+        uploads = self._upload_all(batch) if state.blobs.remote else None
+        for i, item in enumerate(batch):
             try:
-                digests, item.new_blobs = ops.store_images(state, item.snapshot, item.frame)
+                if uploads is None:
+                    digests, item.new_blobs = ops.store_images(state, item.snapshot, item.frame)
+                else:
+                    digests, item.new_blobs = uploads[i].result()
             except BaseException as exc:  # noqa: BLE001 - this post fails, the others go on
                 _answer(item, exc)
                 continue
@@ -306,6 +317,15 @@ class GroupCommitter:
                     _answer(item, exc)
         for item, violation in created:
             _announce(state, violation, item.snapshot)
+
+    def _upload_all(
+        self, batch: list[Pending]
+    ) -> list[Future[tuple[dict[str, str | None], list[str]]]]:
+        """Start storing every post's images on the upload threads (remote stores only)."""
+        if self._uploads is None:
+            self._uploads = ThreadPoolExecutor(REMOTE_UPLOADS, thread_name_prefix="ingest-upload")
+        store = ops.store_images
+        return [self._uploads.submit(store, self.state, i.snapshot, i.frame) for i in batch]
 
     def _one_by_one(self, db: Any, item: Pending) -> None:
         """Fallback after a lost race: each post in its own transaction."""
