@@ -305,7 +305,8 @@ def render(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
         "with python-multipart's streaming parser, skips the router's dependency machinery, and "
         "group-commits: one writer thread per worker takes every post waiting at that moment, "
         "has their images written side by side (4 threads), INSERTs their rows in one "
-        "transaction and answers each post only after its commit. With uvloop and httptools under uvicorn. Before this path (plain FastAPI "
+        "transaction and answers each post only after its commit. With uvloop and httptools "
+        "under uvicorn. Before this path (plain FastAPI "
         "route, one transaction per post, h11) the same run gave 337/s (1 worker) and 431/s "
         "(2 workers) on SQLite.",
         "",

@@ -9,8 +9,8 @@ and one transaction (with its lock) per post. The work itself was the small rest
 - validates the event with the same pydantic schema and answers with the same `ViolationOut`;
 - hands the post to `GroupCommitter`: one writer thread takes every post waiting at that moment,
   has their images written side by side, INSERTs their rows in one transaction (group
-  commit), then answers each
-  post; a post is answered 201 only after its row is committed, so nothing acknowledged is lost;
+  commit), then answers each post; a post is answered 201 only after its row is committed, so
+  nothing acknowledged is lost;
 - is reached through `IngestShortcut`, which sends this one route past the router and its
   dependency machinery. The FastAPI route calls the same handler, so the OpenAPI schema, the
   behaviour and the errors are one and the same.
