@@ -23,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+import urllib.parse
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +62,7 @@ async def handle_ingest(request: Request, state: AppState) -> Response:
     t0 = time.perf_counter()
     try:
         key = await detector_key(request)
-        parts = await read_multipart(request, 2 * state.settings.max_snapshot_bytes)
+        parts = await read_form(request, 2 * state.settings.max_snapshot_bytes)
         event = _parse_event(parts, state)
         limit = state.settings.max_snapshot_bytes
         snapshot = _jpeg(parts, "snapshot", limit, state)
@@ -84,17 +85,20 @@ async def handle_ingest(request: Request, state: AppState) -> Response:
     return Response(body, 201 if created else 200, media_type="application/json")
 
 
-async def read_multipart(request: Request, max_file_bytes: int) -> dict[str, bytes]:
-    """The parts of a `multipart/form-data` body by field name (422 if it is not one).
+async def read_form(request: Request, max_part_bytes: int) -> dict[str, bytes]:
+    """The form's fields by name: `multipart/form-data` (the contract: JSON + JPEG files) or,
+    for an event without images, `application/x-www-form-urlencoded`; else 422.
 
     Each part is capped (413) while it streams in, so an oversized upload is never buffered
     whole; unknown fields are read and dropped, like the FastAPI form parser does.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type == b"application/x-www-form-urlencoded":
+        return await _read_urlencoded(request)
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         raise HTTPException(422, "expected multipart/form-data with an 'event' field")
-    collector = _PartCollector(max_file_bytes)
+    collector = _PartCollector(max_part_bytes)
     parser = MultipartParser(boundary, collector.callbacks())
     try:
         async for chunk in request.stream():
@@ -103,6 +107,16 @@ async def read_multipart(request: Request, max_file_bytes: int) -> dict[str, byt
     except MultipartParseError as exc:
         raise HTTPException(422, f"malformed multipart body: {exc}") from None
     return collector.parts
+
+
+async def _read_urlencoded(request: Request) -> dict[str, bytes]:
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_EVENT_BYTES:
+            raise HTTPException(413, f"form larger than {MAX_EVENT_BYTES} bytes")
+    fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {name: values[0].encode() for name, values in fields.items()}
 
 
 class _PartCollector:

@@ -227,14 +227,26 @@ def _yolo_labels(s: TrainingSample, v: Violation, names: list[str]) -> str:
 )
 def sample_image(
     sample_id: Annotated[int, Path(ge=1, lt=2**31)],
+    request: Request,
     user: User = Depends(require_role("trainer")),
     db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
 ) -> Response:
+    """The sample's full, unblurred frame (trainers of its site); every view is audited."""
     s = db.get(TrainingSample, sample_id)
     if s is None or not state.blobs.exists(s.image_sha256):
         raise HTTPException(404, "unknown sample")
     check_site(user, s.site_id)
+    with state.db.writing(db):
+        audit(
+            db,
+            request,
+            user.username,
+            "sample.view",
+            user=user,
+            site_id=s.site_id,
+            target=str(s.id),
+        )
     return Response(state.blobs.read(s.image_sha256), media_type="image/jpeg")
 
 

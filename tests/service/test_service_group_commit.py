@@ -85,6 +85,16 @@ def test_multipart_errors_are_clear_4xx_and_store_nothing(live: Live) -> None:
     assert live.count(Violation) == rows_before
 
 
+def test_an_event_without_images_may_come_url_encoded(live: Live) -> None:
+    """The FastAPI form parser took this too; detectors that send no image keep working."""
+    body = event()
+    with live.detector() as det:
+        r = det.post("/api/v1/violations", data={"event": json.dumps(body)})
+        assert r.status_code == 201, r.text
+        assert r.json()["event_id"] == body["event_id"] and r.json()["snapshot_url"] is None
+        assert det.post("/api/v1/violations", data={"other": "x"}).status_code == 422
+
+
 def test_stop_commits_what_is_queued(live: Live) -> None:
     """A post queued before shutdown is committed and answered, not dropped."""
     state = live.state

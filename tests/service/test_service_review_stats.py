@@ -91,5 +91,9 @@ def test_review_stats_and_samples(live: Live) -> None:
                 assert int(cls) in names and all(0 <= float(v) <= 1 for v in xywh)
         assert trainer.get("/api/v1/samples/export", params={"format": "voc"}).status_code == 422
     with live.login("admin") as admin:
-        actions = [e["action"] for e in admin.get("/api/v1/audit", params={"limit": 1000}).json()]
+        entries = admin.get("/api/v1/audit", params={"limit": 1000}).json()
+    actions = [e["action"] for e in entries]
     assert "samples.export" in actions and actions.count("review") >= 4
+    # the unblurred frame a trainer looked at is on record, with who looked
+    views = [e for e in entries if e["action"] == "sample.view"]
+    assert [(e["actor"], e["target"]) for e in views] == [("trainer", str(mine[0]["id"]))]
