@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from detector.inference import OnnxDetector, letterbox
+from detector.inference import Letterbox, OnnxDetector, letterbox
 
 
 def test_letterbox_keeps_aspect_and_pads_like_ultralytics() -> None:
@@ -90,6 +90,28 @@ def test_bundled_model_finds_worker_heads_where_the_labels_say(
     assert total > 0 and hits / total >= 0.3, f"{hits}/{total} labelled heads found"
 
 
+def test_head_and_helmet_boxes_on_one_head_compete_in_nms(bundled_model: Path) -> None:
+    """One head is bare or wears a hard hat: the unsure second reading is suppressed (and only
+    between those two classes: a person box over the head stays)."""
+    # Raw output (4 + 3 classes, 3 anchors): the same head read as helmet (0.8) and as a bare
+    # head (0.4), and a person box around it.
+    boxes = [[100, 100, 40, 40], [101, 99, 40, 42], [100, 160, 80, 200]]  # cx, cy, w, h
+    scores = [[0.4, 0.0, 0.0], [0.0, 0.8, 0.0], [0.0, 0.0, 0.7]]  # per anchor: head, helmet, person
+    output = np.concatenate([np.array(boxes, np.float32).T, np.array(scores, np.float32).T])
+    frame = Letterbox(scale=1.0, pad_x=0.0, pad_y=0.0)
+    exclusive = OnnxDetector(bundled_model, conf=0.25)
+    per_class = OnnxDetector(bundled_model, conf=0.25, exclusive=())
+    assert sorted(exclusive.decode(output, frame, 640, 640).data["class_name"]) == [
+        "helmet",
+        "person",
+    ]
+    assert sorted(per_class.decode(output, frame, 640, 640).data["class_name"]) == [
+        "head",
+        "helmet",
+        "person",
+    ]
+
+
 def test_corrupt_model_is_a_clear_value_error(tmp_path: Path, coco_model: Path) -> None:
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(coco_model.read_bytes()[:5000])
@@ -135,7 +157,8 @@ def test_same_boxes_as_ultralytics(
     ultralytics = pytest.importorskip("ultralytics")
     model = shutil.copy(request.getfixturevalue(which), tmp_path / "m.onnx")
     theirs = ultralytics.YOLO(model, task="detect")
-    ours = OnnxDetector(model, conf=0.25, iou=0.5)
+    # Ultralytics' NMS is per class; ours lets head and helmet compete (see the test above).
+    ours = OnnxDetector(model, conf=0.25, iou=0.5, exclusive=())
     for path in worker_images[:3]:
         image = cv2.imread(str(path))
         [mine] = ours.predict([image])
