@@ -331,9 +331,10 @@ def render(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
         "route, one transaction per post, h11) the same run gave 337/s (1 worker) and 431/s "
         "(2 workers) on SQLite.",
         "",
-        f"Verdict: {verdict}. With one worker the event loop and the writer thread share one "
-        "process (one GIL); two workers use both cores (SQLite serialises their writers with "
-        "`BEGIN IMMEDIATE` + busy timeout; each worker's writer commits a batch at a time).",
+        f"Verdict: {verdict}. One worker runs its event loop and its writer thread in one "
+        "process (one GIL); more workers add event loops and writers on the same cores, and "
+        "SQLite lets one process write at a time (`flock` beside the database, then `BEGIN "
+        "IMMEDIATE`): compare the rows to see whether they pay off on a given machine.",
     ]
     return "\n".join(lines) + "\n"
 
