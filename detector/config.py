@@ -94,16 +94,20 @@ class MotionConfig(_Strict):
     keyframe_interval_s: float = Field(5.0, gt=0, description="run inference at least this often")
 
 
+DEFAULT_OPERATING_CONF = 0.3  # for models exported without `siteguard export --conf`
+
+
 class TrackingConfig(_Strict):
     """ByteTrack: detections >= high_conf match first and may start a track (if also >=
     activation_conf); weaker ones (down to model.conf) only extend existing tracks."""
 
     lost_track_s: float = Field(2.0, ge=0)
-    # 0.3 = the bundled model's operating threshold, chosen on the validation split (see
-    # models/MODEL_CARD.md): a worker the evaluation counts as detected must be able to start
-    # a track, or a bare head at 0.3-0.4 would never become a violation.
-    activation_conf: float = Field(0.3, ge=0, le=1)
-    high_conf: float = Field(0.3, ge=0, le=1)
+    # None = the model's operating threshold (`siteguard_conf` in its ONNX metadata, chosen on
+    # the validation split, see models/MODEL_CARD.md), else DEFAULT_OPERATING_CONF: a worker the
+    # evaluation counts as detected must be able to start a track, or a bare head just above
+    # the threshold would never become a violation. Set a number to override the model.
+    activation_conf: float | None = Field(None, ge=0, le=1)
+    high_conf: float | None = Field(None, ge=0, le=1)
     min_frames: int = Field(1, ge=1)
     min_iou: float = Field(0.1, ge=0, le=1)
 

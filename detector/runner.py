@@ -89,7 +89,12 @@ class Runner:
                 config=cam,
                 reader=CameraReader(cam, on_frame=self._on_frame),
                 gate=MotionGate(config.motion),
-                tracker=WorkerTracker(config.tracking, head_classes, set(rules.person_classes)),
+                tracker=WorkerTracker(
+                    config.tracking,
+                    head_classes,
+                    set(rules.person_classes),
+                    operating_conf=self.models.current.operating_conf,
+                ),
                 rules=engine,
             )
 
@@ -163,6 +168,7 @@ class Runner:
     def _on_swap(self, detector: OnnxDetector) -> None:
         for pipe in getattr(self, "cameras", {}).values():
             pipe.rules.set_model_classes(set(detector.names.values()))
+            pipe.tracker.use_operating_conf(detector.operating_conf)
 
     def step(self) -> int:
         """Take the newest frame of each due camera, infer the moving ones in one batch."""

@@ -19,7 +19,7 @@ import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
-from detector.config import TrackingConfig
+from detector.config import DEFAULT_OPERATING_CONF, TrackingConfig
 
 GROUPS = ("head", "person")
 
@@ -33,21 +33,39 @@ class WorkerTracker:
     ID_STRIDE = 1_000_000
 
     def __init__(
-        self, config: TrackingConfig, head_classes: set[str], person_classes: set[str]
+        self,
+        config: TrackingConfig,
+        head_classes: set[str],
+        person_classes: set[str],
+        operating_conf: float | None = None,
     ) -> None:
         self.config = config
         self.head_classes = head_classes
         self.person_classes = person_classes
+        self.activation_conf, self.high_conf = self._thresholds(operating_conf)
         self._trackers = {group: self._new_tracker() for group in GROUPS}
+
+    def _thresholds(self, operating_conf: float | None) -> tuple[float, float]:
+        """The config's thresholds where set, else the model's operating threshold."""
+        model = operating_conf if operating_conf is not None else DEFAULT_OPERATING_CONF
+        activation, high = self.config.activation_conf, self.config.high_conf
+        return (model if activation is None else activation, model if high is None else high)
+
+    def use_operating_conf(self, operating_conf: float | None) -> None:
+        """A new model was loaded: follow its threshold, keeping the tracks (no new episodes)."""
+        self.activation_conf, self.high_conf = self._thresholds(operating_conf)
+        for tracker in self._trackers.values():
+            tracker.track_activation_threshold = self.activation_conf
+            tracker.high_conf_det_threshold = self.high_conf
 
     def _new_tracker(self) -> ByteTrackTracker:
         return ByteTrackTracker(
             lost_track_buffer=max(1, round(self.config.lost_track_s * 30)),
             frame_rate=30.0,
-            track_activation_threshold=self.config.activation_conf,
+            track_activation_threshold=self.activation_conf,
             minimum_consecutive_frames=self.config.min_frames,
             minimum_iou_threshold=self.config.min_iou,
-            high_conf_det_threshold=self.config.high_conf,
+            high_conf_det_threshold=self.high_conf,
         )
 
     def _group_of(self, names: np.ndarray) -> np.ndarray:
