@@ -320,14 +320,21 @@ class GroupCommitter:
                 for item in ready:
                     self._one_by_one(db, item)
                 return
+            stored = {item.values[k] for item in fresh for k in ("snapshot_sha256", "frame_sha256")}
+            for item in fresh:
+                item.new_blobs = []  # a stored row refers to them now: never to be removed
+            for item in repeats:
+                # Images are written in parallel, so the copy that created a shared image may
+                # be the repeat: keep every image a stored row of this round refers to.
+                ops.forget_blobs(state, [d for d in item.new_blobs if d not in stored])
+                item.new_blobs = []
             created = [(item, Violation(**item.values)) for item in fresh]
             for item, violation in created:
                 _answer(item, (violation, True))
             for item in repeats:
-                ops.forget_blobs(state, item.new_blobs)
                 try:
                     _answer(item, (ops.stored_violation(db, item.event.event_id, item.key), False))
-                except HTTPException as exc:
+                except BaseException as exc:  # noqa: BLE001 - 409 (another site's id), DB errors
                     _answer(item, exc)
         for item, violation in created:
             _announce(state, violation, item.snapshot)
@@ -345,22 +352,16 @@ class GroupCommitter:
     def _one_by_one(self, db: Any, item: Pending) -> None:
         """Fallback after a lost race: each post in its own transaction."""
         try:
-            with self.state.db.writing(db):
-                ops.insert_rows(db, [item.values])
-        except IntegrityError:
-            ops.forget_blobs(self.state, item.new_blobs)
-            try:
-                _answer(item, (ops.stored_violation(db, item.event.event_id, item.key), False))
-            except BaseException as exc:  # noqa: BLE001 - 409 for another site's id
-                _answer(item, exc)
-            return
-        except BaseException as exc:  # noqa: BLE001
-            ops.forget_blobs(self.state, item.new_blobs)
+            violation, created = ops.insert_one(
+                self.state, db, item.key, item.values, item.new_blobs
+            )
+        except BaseException as exc:  # noqa: BLE001 - this post fails, the others go on
             _answer(item, exc)
             return
-        violation = Violation(**item.values)
-        _answer(item, (violation, True))
-        _announce(self.state, violation, item.snapshot)
+        item.new_blobs = []  # stored, or already removed by insert_one
+        _answer(item, (violation, created))
+        if created:
+            _announce(self.state, violation, item.snapshot)
 
 
 def _announce(state: AppState, violation: Violation, snapshot: bytes | None) -> None:

@@ -1,4 +1,5 @@
-"""Violation use-cases shared by the API routers and the dashboard: ingest, end, review, query.
+"""Violation use-cases shared by the API routers and the dashboard: ingest (the parts
+`service.ingest` batches), end, review, query.
 
 Each write runs in one `Database.writing` transaction, then fans out (metrics, SSE bus, alerts)
 only after the commit, so nothing is announced that was not stored.
@@ -261,34 +262,27 @@ def insert_rows(db: Session, rows: list[dict[str, Any]]) -> None:
     db.execute(_INSERT, rows)
 
 
-def ingest(
-    state: AppState,
-    db: Session,
-    key: DetectorKey,
-    event: ViolationIn,
-    snapshot: bytes | None,
-    frame: bytes | None,
+def insert_one(
+    state: AppState, db: Session, key: DetectorKey, values: dict[str, Any], new_blobs: list[str]
 ) -> tuple[Violation, bool]:
-    """Store one violation on its own; (record, created). A repeated event id returns the
-    stored record. (The API batches concurrent posts instead: `service.ingest`.)"""
-    site_id = check_camera(state, key, event.camera_id)
-    digests, new_blobs = store_images(state, snapshot, frame)
-    values = row_values(event, site_id, digests)
+    """Store one prepared violation in its own transaction; (record, created).
+
+    A repeated event id (a retry, or a race with another process) returns the stored record
+    and removes the images this post added; any other failure removes them too and raises.
+    """
     try:
         with state.db.writing(db):
             insert_rows(db, [values])
-    except IntegrityError:  # the event id is already stored (a retry, or a race)
+    except IntegrityError:
         forget_blobs(state, new_blobs)
-        existing = stored_violation(db, event.event_id, key)
+        existing = stored_violation(db, values["event_id"], key)
         if existing is None:
             raise
         return existing, False
     except BaseException:
         forget_blobs(state, new_blobs)
         raise
-    violation = Violation(**values)
-    announce(state, violation, snapshot)
-    return violation, True
+    return Violation(**values), True
 
 
 def announce(state: AppState, violation: Violation, snapshot: bytes | None) -> None:
