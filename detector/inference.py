@@ -26,6 +26,8 @@ import onnxruntime as ort
 import supervision as sv
 
 log = logging.getLogger(__name__)
+# The operating threshold a trainer chose on val (`siteguard export --conf`), in the ONNX metadata.
+OPERATING_CONF_KEY = "siteguard_conf"
 # One head is bare or wears a hard hat, never both: these classes compete in NMS.
 EXCLUSIVE_CLASSES: tuple[tuple[str, ...], ...] = (("head", "helmet"),)
 
@@ -96,7 +98,7 @@ def _parse_conf(raw: str | None) -> float | None:
     try:
         conf = float(raw)
     except ValueError:
-        log.warning("ignoring ONNX metadata siteguard_conf=%r (not a number)", raw)
+        log.warning("ignoring ONNX metadata %s=%r (not a number)", OPERATING_CONF_KEY, raw)
         return None
     return conf if 0.0 < conf < 1.0 else None
 
@@ -198,7 +200,7 @@ class OnnxDetector:
         self.version = meta.get("siteguard_version") or f"{self.path.stem}-{self.sha256[:8]}"
         self.metadata = dict(meta)
         self.nms_group = _nms_groups(self.names, exclusive)
-        self.operating_conf = _parse_conf(meta.get("siteguard_conf"))
+        self.operating_conf = _parse_conf(meta.get(OPERATING_CONF_KEY))
         out_shape = outputs[0].shape
         expected = 4 + len(self.names)
         if len(out_shape) != 3 or (isinstance(out_shape[1], int) and out_shape[1] != expected):

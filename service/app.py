@@ -177,7 +177,7 @@ def create_app(settings: ServiceSettings | None = None, *, housekeeping: bool = 
     @app.get("/readyz", response_class=PlainTextResponse, tags=["health"], responses={503: {}})
     def readyz() -> Response:
         """Readiness: the database answers and the data dir is writable."""
-        ok = state.db.ping() and _writable(state)
+        ok = state.db.ping() and state.blobs.writable()
         return PlainTextResponse("ready" if ok else "not ready", 200 if ok else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
@@ -195,10 +195,6 @@ def app_from_env() -> FastAPI:
     from service.config import load_settings
 
     return create_app(load_settings(os.environ.get("SITEGUARD_SERVICE_CONFIG")))
-
-
-def _writable(state: AppState) -> bool:
-    return state.blobs.writable()
 
 
 def _mount_web(app: FastAPI) -> None:

@@ -50,8 +50,9 @@ class BlobStore:
         path = self.path(digest)
         if path.exists():
             return digest, False
-        # A temp name unique to this thread and digest: no random-name retries as in mkstemp.
-        tmp = str(path.parent / f".tmp-{digest}-{threading.get_ident()}")
+        # A temp name unique to this process, thread and digest: no random-name retries as in
+        # mkstemp, and two workers writing the same image never share a temp file.
+        tmp = str(path.parent / f".tmp-{digest}-{os.getpid()}-{threading.get_ident()}")
         try:
             self._ensure_dir(path.parent)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from detector.inference import OPERATING_CONF_KEY
 from training.onnx_meta import read_metadata, write_metadata
 
 log = logging.getLogger(__name__)
-
-CONF_KEY = "siteguard_conf"  # the operating threshold in the ONNX metadata
 
 
 @dataclass(frozen=True)
@@ -149,7 +148,7 @@ def export(options: ExportOptions) -> ExportResult:
         ),
     }
     if options.conf is not None:
-        meta[CONF_KEY] = str(options.conf)
+        meta[OPERATING_CONF_KEY] = str(options.conf)
     write_metadata(out, meta)
     result = ExportResult(onnx=out)
     if options.int8:
