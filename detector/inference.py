@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,9 @@ import supervision as sv
 log = logging.getLogger(__name__)
 # The operating threshold a trainer chose on val (`siteguard export --conf`), in the ONNX metadata.
 OPERATING_CONF_KEY = "siteguard_conf"
+# Per-class thresholds that override it (JSON {"head": 0.4, "helmet": 0.2}), also chosen on val:
+# a bare-head alert costs a manager's attention, a missed hard hat raises nothing.
+CLASS_CONF_KEY = "siteguard_class_conf"
 # One head is bare or wears a hard hat, never both: these classes compete in NMS.
 EXCLUSIVE_CLASSES: tuple[tuple[str, ...], ...] = (("head", "helmet"),)
 
@@ -101,6 +105,60 @@ def _parse_conf(raw: str | None) -> float | None:
         log.warning("ignoring ONNX metadata %s=%r (not a number)", OPERATING_CONF_KEY, raw)
         return None
     return conf if 0.0 < conf < 1.0 else None
+
+
+def parse_class_conf(spec: str | Mapping[str, float] | None) -> dict[str, float]:
+    """`"head=0.4,helmet=0.2"` (or a mapping, or JSON) -> {"head": 0.4, "helmet": 0.2}.
+
+    Raises ValueError naming the bad part: thresholds must lie in (0, 1).
+    """
+    if not spec:
+        return {}
+    if isinstance(spec, str):
+        text = spec.strip()
+        if text.startswith("{"):
+            try:
+                pairs = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"class thresholds {spec!r}: not JSON ({exc})") from exc
+        else:
+            pairs = {}
+            for part in filter(None, (p.strip() for p in text.split(","))):
+                name, sep, value = part.partition("=")
+                if not sep or not name.strip():
+                    raise ValueError(f"class threshold {part!r}: expected NAME=CONF")
+                pairs[name.strip()] = value.strip()
+    else:
+        pairs = dict(spec)
+    out = {}
+    for name, value in pairs.items():
+        try:
+            conf = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"class threshold {name}={value!r}: not a number") from None
+        if not 0.0 < conf < 1.0:
+            raise ValueError(f"class threshold {name}={conf}: must be between 0 and 1")
+        out[str(name)] = conf
+    return out
+
+
+def _metadata_class_conf(raw: str | None) -> dict[str, float]:
+    """`siteguard_class_conf` from the ONNX metadata; a bad value is ignored with a warning."""
+    try:
+        return parse_class_conf(raw)
+    except ValueError as exc:
+        log.warning("ignoring ONNX metadata %s: %s", CLASS_CONF_KEY, exc)
+        return {}
+
+
+def class_thresholds(
+    names: Mapping[int, str], class_conf: Mapping[str, float], default: float
+) -> np.ndarray:
+    """Per class id (0..max id), the confidence at which a detection of that class counts."""
+    size = max(names, default=-1) + 1
+    return np.array(
+        [class_conf.get(names.get(i, ""), default) for i in range(size)], dtype=np.float32
+    )
 
 
 def _parse_names(raw: str | None) -> dict[int, str]:
@@ -201,6 +259,7 @@ class OnnxDetector:
         self.metadata = dict(meta)
         self.nms_group = _nms_groups(self.names, exclusive)
         self.operating_conf = _parse_conf(meta.get(OPERATING_CONF_KEY))
+        self.class_conf = _metadata_class_conf(meta.get(CLASS_CONF_KEY))
         out_shape = outputs[0].shape
         expected = 4 + len(self.names)
         if len(out_shape) != 3 or (isinstance(out_shape[1], int) and out_shape[1] != expected):

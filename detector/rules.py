@@ -6,6 +6,10 @@ harness when it is marked `at_height`; outside every zone the camera's `site_req
 (helmet everywhere on site). Zones and cameras may have shift/time windows; outside them nothing
 is required.
 
+A violation starts (its hold timer) only on a reading at or above `violation_conf`, the model's
+operating threshold for a bare head (`set_violation_conf`); weaker readings of the same track keep
+a started one going, as ByteTrack lets weak detections extend a track.
+
 An episode opens when a violation holds for `hold_s`, closes when the worker has been compliant
 or gone for `close_after_s`, and the same track cannot open the same kind again for `cooldown_s`.
 
@@ -102,6 +106,14 @@ class RuleEngine:
         self._pending: dict[tuple[int, Kind], _Pending] = {}
         self._cooldown_until: dict[tuple[int, Kind], float] = {}
         self._model_classes: set[str] = set()
+        self.violation_conf: dict[Kind, float] = {}
+
+    def set_violation_conf(self, kind: Kind, conf: float | None) -> None:
+        """Readings below `conf` cannot start a `kind` violation (None: any reading can)."""
+        if conf is None:
+            self.violation_conf.pop(kind, None)
+        else:
+            self.violation_conf[kind] = conf
 
     def set_model_classes(self, names: set[str]) -> None:
         """Tell the engine what the model can see (harness rules need a harness class)."""
@@ -227,6 +239,8 @@ class RuleEngine:
             return []
         pending = self._pending.get(key)
         if pending is None or t - pending.last_at > self._gap:
+            if conf < self.violation_conf.get(key[1], 0.0):
+                return []  # too weak to start a violation; it may continue one
             pending = self._pending[key] = _Pending(first_at=t, last_at=t)
         pending.last_at = t
         if t - pending.first_at < self.config.hold_s:

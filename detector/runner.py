@@ -85,6 +85,7 @@ class Runner:
                 continue
             engine = RuleEngine(cam, rules)
             engine.set_model_classes(set(self.models.current.names.values()))
+            self._set_violation_conf(engine, self.models.current)
             self.cameras[cam.id] = CameraPipeline(
                 config=cam,
                 reader=CameraReader(cam, on_frame=self._on_frame),
@@ -94,6 +95,7 @@ class Runner:
                     head_classes,
                     set(rules.person_classes),
                     operating_conf=self.models.current.operating_conf,
+                    class_conf=self.models.current.class_conf,
                 ),
                 rules=engine,
             )
@@ -168,7 +170,15 @@ class Runner:
     def _on_swap(self, detector: OnnxDetector) -> None:
         for pipe in getattr(self, "cameras", {}).values():
             pipe.rules.set_model_classes(set(detector.names.values()))
-            pipe.tracker.use_operating_conf(detector.operating_conf)
+            self._set_violation_conf(pipe.rules, detector)
+            pipe.tracker.use_operating_conf(detector.operating_conf, detector.class_conf)
+
+    def _set_violation_conf(self, engine: RuleEngine, detector: OnnxDetector) -> None:
+        """A bare-head violation starts at the model's threshold for bare heads: its per-class
+        one (`siteguard_class_conf`) if it has one, else none beyond the tracker's."""
+        bare = [detector.class_conf[c] for c in self.config.rules.bare_head_classes
+                if c in detector.class_conf]  # fmt: skip
+        engine.set_violation_conf("no_helmet", min(bare) if bare else None)
 
     def step(self) -> int:
         """Take the newest frame of each due camera, infer the moving ones in one batch."""

@@ -7,6 +7,11 @@ its own ByteTrack so a head box never steals a person's track id. Other classes 
 are not tracked: the rules assign them to a tracked person by position; they pass through with
 `tracker_id` -1.
 
+A model may carry per-class operating thresholds (`siteguard_class_conf`, e.g. helmet 0.2, head
+0.4); a group's tracker then starts and first-matches tracks at the lowest threshold of its
+classes, so every detection the evaluation counts can be tracked. Whether a bare head raises a
+violation is the rules' threshold (`RuleEngine.set_violation_conf`), not the tracker's.
+
 Example:
     >>> tracker = WorkerTracker(TrackingConfig(), head_classes={"head", "helmet"},
     ...                         person_classes={"person"})
@@ -14,6 +19,8 @@ Example:
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import supervision as sv
@@ -38,34 +45,61 @@ class WorkerTracker:
         head_classes: set[str],
         person_classes: set[str],
         operating_conf: float | None = None,
+        class_conf: Mapping[str, float] | None = None,
     ) -> None:
         self.config = config
         self.head_classes = head_classes
         self.person_classes = person_classes
-        self.activation_conf, self.high_conf = self._thresholds(operating_conf)
-        self._trackers = {group: self._new_tracker() for group in GROUPS}
+        self.thresholds = self._thresholds(operating_conf, class_conf or {})
+        self._trackers = {group: self._new_tracker(group) for group in GROUPS}
 
-    def _thresholds(self, operating_conf: float | None) -> tuple[float, float]:
-        """The config's thresholds where set, else the model's operating threshold."""
+    def _classes(self, group: str) -> set[str]:
+        return self.head_classes if group == "head" else self.person_classes
+
+    def _thresholds(
+        self, operating_conf: float | None, class_conf: Mapping[str, float]
+    ) -> dict[str, tuple[float, float]]:
+        """Per group (activation, high): the config's where set, else the lowest operating
+        threshold of the group's classes (the model's per-class ones, else its single one)."""
         model = operating_conf if operating_conf is not None else DEFAULT_OPERATING_CONF
-        activation, high = self.config.activation_conf, self.config.high_conf
-        return (model if activation is None else activation, model if high is None else high)
+        out = {}
+        for group in GROUPS:
+            lowest = min((class_conf.get(c, model) for c in self._classes(group)), default=model)
+            activation, high = self.config.activation_conf, self.config.high_conf
+            out[group] = (
+                lowest if activation is None else activation,
+                lowest if high is None else high,
+            )
+        return out
 
-    def use_operating_conf(self, operating_conf: float | None) -> None:
-        """A new model was loaded: follow its threshold, keeping the tracks (no new episodes)."""
-        self.activation_conf, self.high_conf = self._thresholds(operating_conf)
-        for tracker in self._trackers.values():
-            tracker.track_activation_threshold = self.activation_conf
-            tracker.high_conf_det_threshold = self.high_conf
+    @property
+    def activation_conf(self) -> float:
+        """The head group's activation threshold (the one that decides violations)."""
+        return self.thresholds["head"][0]
 
-    def _new_tracker(self) -> ByteTrackTracker:
+    @property
+    def high_conf(self) -> float:
+        return self.thresholds["head"][1]
+
+    def use_operating_conf(
+        self, operating_conf: float | None, class_conf: Mapping[str, float] | None = None
+    ) -> None:
+        """A new model was loaded: follow its thresholds, keeping the tracks (no new episodes)."""
+        self.thresholds = self._thresholds(operating_conf, class_conf or {})
+        for group, tracker in self._trackers.items():
+            tracker.track_activation_threshold, tracker.high_conf_det_threshold = self.thresholds[
+                group
+            ]
+
+    def _new_tracker(self, group: str) -> ByteTrackTracker:
+        activation, high = self.thresholds[group]
         return ByteTrackTracker(
             lost_track_buffer=max(1, round(self.config.lost_track_s * 30)),
             frame_rate=30.0,
-            track_activation_threshold=self.activation_conf,
+            track_activation_threshold=activation,
             minimum_consecutive_frames=self.config.min_frames,
             minimum_iou_threshold=self.config.min_iou,
-            high_conf_det_threshold=self.high_conf,
+            high_conf_det_threshold=high,
         )
 
     def _group_of(self, names: np.ndarray) -> np.ndarray:

@@ -26,6 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--project", type=Path, default=Path("runs/train"))
     p.add_argument("--name", default="siteguard")
     p.add_argument("--resume", action="store_true", help="resume runs/train/NAME from last.pt")
+    p.add_argument("--optimizer", default="auto", help="SGD, AdamW, ... (default: auto)")
+    p.add_argument("--lr0", type=float, default=None, help="initial learning rate (not with auto)")
+    p.add_argument("--warmup-epochs", type=float, default=None, help="default: Ultralytics' 3")
+    p.add_argument("--cos-lr", action="store_true", help="cosine learning-rate decay")
     p.set_defaults(handler=_train)
     _register_evaluate(subparsers)
     _register_export(subparsers)
@@ -74,6 +78,17 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
         default=(),
         help="also worker figures at these thresholds, e.g. 0.15,0.2,0.3 (to pick --conf)",
     )
+    p.add_argument(
+        "--class-conf",
+        default=None,
+        help="per-class operating thresholds, e.g. head=0.4,helmet=0.2 (default: the model's)",
+    )
+    p.add_argument(
+        "--class-conf-grid",
+        type=_floats,
+        default=(),
+        help="search head x helmet thresholds over these values (on val, to pick --class-conf)",
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
     p.set_defaults(handler=_evaluate)
@@ -102,6 +117,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                 limit=args.limit,
                 ultralytics_val=args.ultralytics_val,
                 conf_sweep=args.conf_sweep,
+                class_conf=args.class_conf,
+                class_conf_grid=args.class_conf_grid,
             )
         )
     text = json.dumps(figures, indent=2)
@@ -127,6 +144,17 @@ def _summary(f: dict) -> str:
         lines.append(
             f"  {name:<10} AP50 {row['ap50']:.3f}  P {row['precision']:.3f}  "
             f"R {row['recall']:.3f}  ({row['instances']} boxes)"
+        )
+    if f.get("class_conf"):
+        per_class = ", ".join(f"{k} {v}" for k, v in f["class_conf"].items())
+        lines.append(f"  operating thresholds: {per_class}, others {f['conf']}")
+    if f.get("class_conf_best"):
+        best = f["class_conf_best"]
+        lines.append(
+            f"  best of the class threshold grid: head {best['head']:.2f}, helmet "
+            f"{best['helmet']:.2f}: worker accuracy {best['worker_accuracy']:.3f}  violation "
+            f"precision {best['violation_precision']:.3f}  recall {best['violation_recall']:.3f}"
+            f"  false alarms {best['false_alarms']}"
         )
     for row in f.get("conf_sweep", []):
         lines.append(
@@ -157,6 +185,11 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="operating threshold chosen on val; stored in the model (detectors use it)",
     )
+    p.add_argument(
+        "--class-conf",
+        default=None,
+        help="per-class thresholds chosen on val, e.g. head=0.4,helmet=0.2; stored in the model",
+    )
     p.add_argument("--out", type=Path, default=Path("models/siteguard-ppe.onnx"))
     p.add_argument("--model-version", default=None, help="default: OUT stem + UTC date/time")
     p.add_argument("--dataset-version", default=None, help="default: from the training run")
@@ -180,6 +213,7 @@ def _export(args: argparse.Namespace) -> int:
                 out=args.out,
                 imgsz=args.imgsz,
                 conf=args.conf,
+                class_conf=args.class_conf,
                 model_version=args.model_version,
                 dataset_version=args.dataset_version,
                 int8=args.int8,
@@ -386,6 +420,10 @@ def _train(args: argparse.Namespace) -> int:
         project=args.project,
         name=args.name,
         resume=args.resume,
+        optimizer=args.optimizer,
+        lr0=args.lr0,
+        warmup_epochs=args.warmup_epochs,
+        cos_lr=args.cos_lr,
     )
     with _user_errors():
         run_dir = train(options)

@@ -11,6 +11,11 @@ One inference pass per image at a low confidence threshold (`map_conf`, 0.001) f
 - worker accuracy and violation precision/recall at the operating threshold, defined in
   `training/worker_metrics.py`.
 
+The operating threshold may differ per class (`class_conf`: given, else the model's own from
+`siteguard export --class-conf`): a detection counts when its confidence reaches its class's
+threshold, else the single one. `class_conf_grid` searches head x helmet thresholds for the best
+worker accuracy from the same pass; run it on the validation split, never on test.
+
 Detections below `conf` are dropped after NMS; greedy NMS never lets a low-scoring box suppress a
 higher one, so this equals a second pass at `conf`. ONNX models run through
 `detector.inference.OnnxDetector`, the code path that runs in production; `.pt` weights run
@@ -23,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +36,11 @@ import cv2
 import numpy as np
 import supervision as sv
 
+from detector.inference import class_thresholds, parse_class_conf
 from training.classmap import parse_class_map, resolve_names
 from training.data_yaml import load_data_yaml
 from training.labels import ImagesError, label_path_for, list_images, read_labels, to_xyxy
-from training.worker_metrics import WorkerTally
+from training.worker_metrics import COMPLIANT, VIOLATION, WorkerTally
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,8 @@ class EvalOptions:
     limit: int | None = None
     ultralytics_val: bool = False
     conf_sweep: tuple[float, ...] = ()  # also report the worker figures at these thresholds
+    class_conf: str | None = None  # "head=0.4,helmet=0.2": per-class operating thresholds
+    class_conf_grid: tuple[float, ...] = ()  # search head x helmet thresholds over these values
 
 
 @dataclass
@@ -69,6 +77,7 @@ class Model:
     imgsz: tuple[int, int]
     predict: Callable[[Sequence[np.ndarray]], list[sv.Detections]]
     conf: float | None = None  # the operating threshold stored in the model, if any
+    class_conf: dict[str, float] = field(default_factory=dict)  # its per-class ones, if any
 
 
 def load_model(path: Path, imgsz: int | None, map_conf: float, nms_iou: float) -> Model:
@@ -82,7 +91,10 @@ def load_model(path: Path, imgsz: int | None, map_conf: float, nms_iou: float) -
         if imgsz is not None and (imgsz, imgsz) != det.imgsz:
             log.warning("evaluating %s at %d px; it was exported at %s", path, imgsz, det.imgsz)
             det.imgsz = (imgsz, imgsz)
-        return Model(dict(det.names), det.version, det.imgsz, det.predict, det.operating_conf)
+        return Model(
+            dict(det.names), det.version, det.imgsz, det.predict, det.operating_conf,
+            dict(det.class_conf),
+        )  # fmt: skip
     if path.suffix == ".pt":
         return _ultralytics_model(path, imgsz, map_conf, nms_iou)
     raise ValueError(f"model must be .onnx or .pt, got {path}")
@@ -148,6 +160,12 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
     to_model = resolve_names(data["names"], parse_class_map(options.class_map), model_classes)
     operating_conf = next(c for c in (options.conf, model.conf, DEFAULT_CONF) if c is not None)
 
+    class_conf = parse_class_conf(options.class_conf) if options.class_conf else model.class_conf
+    unknown = sorted(set(class_conf) - set(model_classes))
+    if unknown:
+        raise ValueError(f"class thresholds for {unknown}: the model's classes are {model_classes}")
+    thresholds = class_thresholds(model.names, class_conf, operating_conf)
+    grid = ClassConfGrid(options.class_conf_grid) if options.class_conf_grid else None
     map_metric = sv.metrics.MeanAveragePrecision(max_detection_thresholds=(1, 10, 300))
     precision = sv.metrics.Precision()
     recall = sv.metrics.Recall()
@@ -161,7 +179,7 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
         t0 = time.perf_counter()
         predictions = model.predict(frames)
         infer_seconds += time.perf_counter() - t0
-        operating = [p[p.confidence >= operating_conf] for p in predictions]
+        operating = [p[p.confidence >= thresholds[p.class_id]] for p in predictions]
         map_metric.update(predictions, targets)
         precision.update(operating, targets)
         recall.update(operating, targets)
@@ -175,6 +193,8 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
                 names_of[pred.class_id].astype(str),
                 pred.confidence,
             )
+            if grid is not None:
+                grid.update(target.xyxy, gt_names, raw, names_of[raw.class_id].astype(str))
             for conf, other in sweep.items():
                 kept = raw[raw.confidence >= conf]
                 other.update(
@@ -221,6 +241,7 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
         "per_class": per_class,
         **tally.figures(),
         "conf": operating_conf,
+        "class_conf": class_conf,
         "map_conf": options.map_conf,
         "nms_iou": options.nms_iou,
         "match_iou": 0.5,
@@ -231,10 +252,46 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
     }
     if sweep:
         figures["conf_sweep"] = [{"conf": c, **t.figures()} for c, t in sorted(sweep.items())]
+    if grid is not None:
+        figures["class_conf_grid"] = grid.rows()
+        figures["class_conf_best"] = grid.best()
     if options.ultralytics_val:
         val = ultralytics_val(options, images, data["names"], to_model, model_classes)
         figures["ultralytics_val"] = val
     return figures
+
+
+class ClassConfGrid:
+    """Worker figures for every (head, helmet) threshold pair, accumulated image by image.
+
+    A bare-head alert and a missed hard hat cost differently, so the two worker classes need not
+    share a threshold; `best()` is the pair with the highest worker accuracy (ties: fewer false
+    alarms). Choose on validation data: on the test split it would be fitting to the test.
+    """
+
+    def __init__(self, values: Sequence[float]) -> None:
+        if not values or any(not 0.0 < v < 1.0 for v in values):
+            raise ValueError(f"class threshold grid must hold values in (0, 1), got {values}")
+        self.values = sorted(set(values))
+        self.tallies = {(h, c): WorkerTally() for h in self.values for c in self.values}
+
+    def update(
+        self, gt_xyxy: np.ndarray, gt_names: np.ndarray, raw: sv.Detections, names: np.ndarray
+    ) -> None:
+        conf = np.asarray(raw.confidence)
+        for (head, helmet), tally in self.tallies.items():
+            limit = np.where(names == VIOLATION, head, np.where(names == COMPLIANT, helmet, 2.0))
+            keep = conf >= limit
+            tally.update(gt_xyxy, gt_names, raw.xyxy[keep], names[keep], conf[keep])
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {VIOLATION: head, COMPLIANT: helmet, **tally.figures()}
+            for (head, helmet), tally in self.tallies.items()
+        ]
+
+    def best(self) -> dict[str, Any]:
+        return max(self.rows(), key=lambda r: (r["worker_accuracy"], -r["false_alarms"]))
 
 
 def _unit(value: float) -> float:

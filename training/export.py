@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detector.inference import OPERATING_CONF_KEY
+from detector.inference import CLASS_CONF_KEY, OPERATING_CONF_KEY, parse_class_conf
 from training.onnx_meta import read_metadata, write_metadata
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ class ExportOptions:
     out: Path = Path("models/siteguard-ppe.onnx")
     imgsz: int | None = None
     conf: float | None = None  # operating threshold, chosen on val; detectors and evaluate use it
+    class_conf: str | None = None  # per-class ones, e.g. "head=0.4,helmet=0.2", chosen on val
     model_version: str | None = None
     dataset_version: str | None = None
     int8: bool = False
@@ -90,6 +91,8 @@ def export_command(options: ExportOptions, imgsz: int) -> str:
     parts.append(f"--out {options.out}")
     if options.conf is not None:
         parts.append(f"--conf {options.conf}")
+    if options.class_conf:
+        parts.append(f"--class-conf {options.class_conf}")
     if options.int8:
         parts.append(f"--int8 --calib {options.calib} --calib-images {options.calib_images}")
     if options.eval_data:
@@ -134,6 +137,7 @@ def export(options: ExportOptions) -> ExportResult:
         raise ValueError("--int8 needs --calib (a folder of real images or a data YAML)")
     if options.calib is not None and not options.calib.exists():
         raise FileNotFoundError(f"calibration images not found: {options.calib}")
+    class_conf = parse_class_conf(options.class_conf)  # a typo fails before the slow export
     imgsz = options.imgsz or _train_imgsz(weights) or 640
     out = options.out
     int8_out = out.with_name(f"{out.stem}-int8.onnx")
@@ -149,6 +153,8 @@ def export(options: ExportOptions) -> ExportResult:
     }
     if options.conf is not None:
         meta[OPERATING_CONF_KEY] = str(options.conf)
+    if class_conf:
+        meta[CLASS_CONF_KEY] = json.dumps(class_conf)
     write_metadata(out, meta)
     result = ExportResult(onnx=out)
     if options.int8:
@@ -179,6 +185,7 @@ def _evaluate_and_embed(model: Path, options: ExportOptions) -> dict[str, Any]:
             split=options.eval_split,
             class_map=options.class_map,
             conf=options.conf,
+            class_conf=options.class_conf,
             limit=options.eval_limit,
         )
     )
@@ -202,6 +209,7 @@ def compact_metrics(figures: dict[str, Any]) -> dict[str, Any]:
         "workers",
         "false_alarms",
         "conf",
+        "class_conf",
     )
     out = {k: figures[k] for k in keys if k in figures}
     out["per_class"] = figures.get("per_class", {})

@@ -277,7 +277,7 @@ def render(options: CardOptions) -> str:
             f"({fp32['images']} images, {fp32['workers']} workers), through "
             f"`detector.inference.OnnxDetector` (the production code path). mAP by "
             f"{fp32['map_implementation']} at conf {fp32['map_conf']}; the rest at the operating "
-            f"threshold conf {fp32['conf']}, IoU {fp32['match_iou']} (definitions: "
+            f"{_thresholds_text(fp32)}, IoU {fp32['match_iou']} (definitions: "
             f"`training/worker_metrics.py`)."
         )
         lines += [""] + _figures_table(fp32, int8_eval) + [""]
@@ -315,7 +315,7 @@ def render(options: CardOptions) -> str:
         "- No harness or vest classes: this model only judges hard hats.",
         "- Small, distant or occluded heads are the main source of misses; non-hard-hat "
         "headwear (caps, hoods) can be confused with helmets.",
-        "- Figures are at one operating threshold; a different `conf` trades precision for recall.",
+        "- Figures are at one operating point; other thresholds trade precision for recall.",
     ]
     lines += ["", "## Reproduce", "", "```sh"]
     command = train_command(facts)
@@ -329,6 +329,8 @@ def render(options: CardOptions) -> str:
             f"siteguard evaluate --model {_rel(model)} --data {_rel(fp32['data'])} "
             f"--split {fp32['split']} --conf {fp32.get('conf', 0.25)} --json"
         )
+        if fp32.get("class_conf"):
+            cmd += " --class-conf " + ",".join(f"{k}={v}" for k, v in fp32["class_conf"].items())
         if fp32.get("class_map"):
             cmd += f" --class-map {fp32['class_map']}"
         lines.append(cmd)
@@ -355,3 +357,12 @@ def write_card(options: CardOptions) -> Path:
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(text)
     return options.out
+
+
+def _thresholds_text(figures: dict[str, Any]) -> str:
+    """`threshold conf 0.3`, or the per-class thresholds when the model has them."""
+    class_conf = figures.get("class_conf") or {}
+    if not class_conf:
+        return f"threshold conf {figures['conf']}"
+    per_class = ", ".join(f"{name} {conf}" for name, conf in class_conf.items())
+    return f"thresholds {per_class} (other classes {figures['conf']})"

@@ -134,11 +134,20 @@ def default_version(name: str) -> str:
 
 
 def _evaluate(
-    model: Path, data: Path, split: str, limit: int | None, conf: float | None
+    model: Path,
+    data: Path,
+    split: str,
+    limit: int | None,
+    conf: float | None,
+    class_conf: str | None = None,
 ) -> dict[str, Any]:
     from training.evaluate import EvalOptions, evaluate
 
-    return evaluate(EvalOptions(model=model, data=data, split=split, limit=limit, conf=conf))
+    return evaluate(
+        EvalOptions(
+            model=model, data=data, split=split, limit=limit, conf=conf, class_conf=class_conf
+        )
+    )
 
 
 def _base_files(client: Any, options: RetrainOptions, work: Path) -> tuple[Path, Path]:
@@ -232,18 +241,19 @@ def retrain(options: RetrainOptions) -> RetrainResult:
         )
         weights = run_dir / "weights" / "best.pt"
         onnx = work / f"{version}.onnx"
-        export_imgsz, conf = _inherited(options, base_onnx)
+        export_imgsz, conf, class_conf = _inherited(options, base_onnx)
         export(
             ExportOptions(
                 weights=weights,
                 out=onnx,
                 imgsz=export_imgsz,
                 conf=conf,
+                class_conf=class_conf,
                 model_version=version,
                 dataset_version=data_version,
             )
         )
-        metrics = _metrics(options, split, onnx, base_onnx, compact_metrics, conf)
+        metrics = _metrics(options, split, onnx, base_onnx, compact_metrics, conf, class_conf)
         metrics["retrain"] = {
             "base_model": options.base_model,
             "samples": split.trained + split.held_back,
@@ -256,6 +266,7 @@ def retrain(options: RetrainOptions) -> RetrainResult:
             "imgsz": options.imgsz,
             "export_imgsz": export_imgsz,
             "conf": conf,
+            "class_conf": class_conf,
             "fraction": options.fraction,
             "dataset_version": data_version,
         }
@@ -275,14 +286,17 @@ def _counts(split: SampleSplit) -> tuple[int, int, int]:
     return split.trained + split.held_back, split.trained, split.held_back
 
 
-def _inherited(options: RetrainOptions, base_onnx: Path) -> tuple[int, float | None]:
-    """Export size and operating threshold: as given, else the base model's (like for like)."""
+def _inherited(options: RetrainOptions, base_onnx: Path) -> tuple[int, float | None, str | None]:
+    """Export size and operating thresholds: as given, else the base model's (like for like).
+    A `--conf` given alone replaces the base model's per-class thresholds too."""
     from detector.inference import OnnxDetector
 
     base = OnnxDetector(base_onnx)
     imgsz = options.export_imgsz or max(base.imgsz)
-    conf = options.conf if options.conf is not None else base.operating_conf
-    return imgsz, conf
+    if options.conf is not None:
+        return imgsz, options.conf, None
+    class_conf = ",".join(f"{k}={v}" for k, v in base.class_conf.items()) or None
+    return imgsz, base.operating_conf, class_conf
 
 
 def _metrics(
@@ -292,9 +306,10 @@ def _metrics(
     base_onnx: Path,
     compact: Any,
     conf: float | None,
+    class_conf: str | None = None,
 ) -> dict[str, Any]:
     """Candidate and base model on the benchmark split and the held-back samples, both at the
-    candidate's operating threshold (the same bar for both)."""
+    candidate's operating thresholds (the same bar for both)."""
     metrics: dict[str, Any] = {"baseline": {"version": options.base_model}}
     sets = []
     if options.base_data is not None:
@@ -302,7 +317,8 @@ def _metrics(
     if split.field is not None:
         sets.append(("field", split.field / "data.yaml", "test"))
     for key, data, data_split in sets:
-        metrics[key] = compact(_evaluate(onnx, data, data_split, options.eval_limit, conf))
-        base = _evaluate(base_onnx, data, data_split, options.eval_limit, conf)
+        limit = options.eval_limit
+        metrics[key] = compact(_evaluate(onnx, data, data_split, limit, conf, class_conf))
+        base = _evaluate(base_onnx, data, data_split, limit, conf, class_conf)
         metrics["baseline"][key] = compact(base)
     return metrics

@@ -11,7 +11,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from detector.inference import Letterbox, OnnxDetector, letterbox
+from detector.inference import (
+    CLASS_CONF_KEY,
+    Letterbox,
+    OnnxDetector,
+    class_thresholds,
+    letterbox,
+    parse_class_conf,
+)
 
 
 def test_letterbox_keeps_aspect_and_pads_like_ultralytics() -> None:
@@ -186,3 +193,29 @@ def test_int8_model_is_used_when_configured(
     assert "person" in set(det.data["class_name"])
     with pytest.raises(ValueError, match="int8_path"):
         ModelConfig(path=coco_model, use_int8=True)
+
+
+def test_class_thresholds_parse_from_text_json_and_reject_nonsense() -> None:
+    assert parse_class_conf("head=0.45, helmet=0.2") == {"head": 0.45, "helmet": 0.2}
+    assert parse_class_conf('{"head": 0.45}') == {"head": 0.45}
+    assert parse_class_conf(None) == {}
+    for bad, message in [
+        ("head", "expected NAME=CONF"),
+        ("head=high", "not a number"),
+        ("head=1.5", "between 0 and 1"),
+        ("{head: 0.4}", "not JSON"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_class_conf(bad)
+    thresholds = class_thresholds({0: "head", 1: "helmet", 2: "person"}, {"head": 0.45}, 0.3)
+    assert thresholds.tolist() == pytest.approx([0.45, 0.3, 0.3])
+
+
+def test_per_class_thresholds_are_read_from_the_model(tmp_path: Path, coco_model: Path) -> None:
+    from training.onnx_meta import write_metadata
+
+    model = Path(shutil.copy(coco_model, tmp_path / "m.onnx"))
+    write_metadata(model, {CLASS_CONF_KEY: '{"person": 0.4, "car": 0.6}'})
+    assert OnnxDetector(model).class_conf == {"person": 0.4, "car": 0.6}
+    write_metadata(model, {CLASS_CONF_KEY: "person=2"})  # a bad value is ignored, not fatal
+    assert OnnxDetector(model).class_conf == {}

@@ -143,3 +143,22 @@ def test_close_all_ends_open_episodes_on_shutdown() -> None:
     run(eng, [(t, tracked(HEAD)) for t in (0, 0.5, 1.0)])
     [end] = eng.close_all()
     assert end.type == "end" and end.episode.duration_s == 1.0
+
+
+def with_confidence(detections: sv.Detections, confidence: float) -> sv.Detections:
+    detections.confidence = np.full(len(detections), confidence, dtype=np.float32)
+    return detections
+
+
+def test_a_violation_starts_only_on_a_reading_at_the_bare_head_threshold() -> None:
+    eng = engine(hold_s=1.0, close_after_s=3.0)
+    eng.set_violation_conf("no_helmet", 0.45)
+    weak = [(i * 0.5, with_confidence(tracked(HEAD), 0.3)) for i in range(6)]  # 0 .. 2.5 s
+    assert run(eng, weak) == []  # below the model's head threshold: never an alert
+    # One strong reading starts the hold; weaker ones of the same track keep it going.
+    frames = [(3.0, with_confidence(tracked(HEAD), 0.6))]
+    frames += [(3.0 + i * 0.5, with_confidence(tracked(HEAD), 0.3)) for i in range(1, 4)]
+    assert run(eng, frames) == [(4.0, "open", "no_helmet", 7)]
+
+    eng.set_violation_conf("no_helmet", None)
+    assert eng.violation_conf == {}

@@ -57,3 +57,18 @@ def test_a_new_model_brings_its_threshold_and_keeps_the_tracks() -> None:
     tracker.use_operating_conf(0.45)
     assert (tracker.activation_conf, tracker.high_conf) == (0.45, 0.45)
     assert tracked_ids(tracker, 0.5) == [before]  # same worker, same track: no new episode
+
+
+def test_per_class_thresholds_let_the_lowest_class_of_a_group_start_tracks() -> None:
+    tracker = WorkerTracker(
+        TrackingConfig(),
+        {"head", "helmet"},
+        {"person"},
+        operating_conf=0.3,
+        class_conf={"head": 0.45, "helmet": 0.2},
+    )
+    assert tracker.thresholds == {"head": (0.2, 0.2), "person": (0.3, 0.3)}
+    assert tracked_ids(tracker, 0.25)[0] >= 0  # a head at 0.25 is tracked; the rules judge it
+
+    tracker.use_operating_conf(0.3, {"head": 0.5, "helmet": 0.4, "person": 0.35})
+    assert tracker.thresholds == {"head": (0.4, 0.4), "person": (0.35, 0.35)}

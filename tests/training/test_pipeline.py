@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -13,7 +14,7 @@ import pytest
 
 from siteguard.cli import main
 from training.manifest import dataset_version
-from training.onnx_meta import read_metadata
+from training.onnx_meta import read_metadata, write_metadata
 
 pytestmark = [pytest.mark.train, pytest.mark.shared]
 pytest.importorskip("ultralytics", reason="needs the [train] extra (ultralytics)")
@@ -223,3 +224,47 @@ def test_model_card_refuses_figures_of_another_model(
     assert main(["model-card", "--model", str(exported.onnx), *args]) == 2
     assert "evaluates model version 'an-older-model'" in capsys.readouterr().err
     assert not (tmp_path / "CARD.md").exists()
+
+
+def test_per_class_thresholds_and_their_grid_search(
+    exported,
+    run_dir: Path,
+    mini_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = ["--model", str(exported.onnx), "--data", str(mini_data), "--json"]
+    grid = ["--class-conf-grid", "0.01,0.2,0.5"]
+    assert main(["evaluate", *data, "--class-conf", "head=0.5,helmet=0.01", *grid]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["class_conf"] == {"head": 0.5, "helmet": 0.01}
+    rows = figures["class_conf_grid"]
+    assert len(rows) == 9 and {(r["head"], r["helmet"]) for r in rows} == {
+        (h, c) for h in (0.01, 0.2, 0.5) for c in (0.01, 0.2, 0.5)
+    }
+    # The grid's cell at the operating thresholds is the operating figures, computed apart.
+    [same] = [r for r in rows if (r["head"], r["helmet"]) == (0.5, 0.01)]
+    for key in ("worker_accuracy", "false_alarms", "violation_precision", "violation_recall"):
+        assert same[key] == figures[key], key
+    best = figures["class_conf_best"]
+    assert best["worker_accuracy"] == max(r["worker_accuracy"] for r in rows)
+    # A higher head threshold never raises more alarms.
+    by_cell = {(r["head"], r["helmet"]): r for r in rows}
+    assert by_cell[(0.5, 0.2)]["false_alarms"] <= by_cell[(0.01, 0.2)]["false_alarms"]
+
+    # Thresholds stored in the model are its default; the card and a detector read them.
+    model = Path(shutil.copy(exported.onnx, tmp_path / "m.onnx"))
+    write_metadata(model, {"siteguard_class_conf": json.dumps({"head": 0.5, "helmet": 0.01})})
+    assert main(["evaluate", "--model", str(model), "--data", str(mini_data), "--json"]) == 0
+    stored = json.loads(capsys.readouterr().out)
+    assert stored["class_conf"] == {"head": 0.5, "helmet": 0.01}
+    assert stored["worker_accuracy"] == figures["worker_accuracy"]
+
+    code = main(["evaluate", *data, "--class-conf", "hat=0.4"])
+    assert code == 2 and "class thresholds for ['hat']" in capsys.readouterr().err
+    code = main(["evaluate", *data, "--class-conf", "head=2"])
+    assert code == 2 and "between 0 and 1" in capsys.readouterr().err
+    code = main(["export", "--weights", str(run_dir / "weights" / "best.pt"),
+                 "--out", str(tmp_path / "x.onnx"), "--class-conf", "head"])  # fmt: skip
+    assert code == 2 and "expected NAME=CONF" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()  # checked before the slow export
