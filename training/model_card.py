@@ -132,10 +132,14 @@ def train_command(facts: dict[str, Any]) -> str | None:
     ours, args = facts.get("siteguard"), facts.get("args")
     if ours:
         parts = [f"--data {ours['data']}", f"--base-weights {ours['base_weights']}"]
-        for key in ("imgsz", "batch", "epochs", "hours", "fraction", "freeze", "close_mosaic"):
+        keys = ("imgsz", "batch", "epochs", "hours", "fraction", "freeze", "close_mosaic",
+                "optimizer", "lr0", "warmup_epochs")  # fmt: skip
+        for key in keys:
             value = ours.get(key)
-            if value not in (None, "None"):
+            if value not in (None, "None") and (key, value) != ("optimizer", "auto"):
                 parts.append(f"--{key.replace('_', '-')} {value}")
+        if ours.get("cos_lr") == "True":
+            parts.append("--cos-lr")
         parts.append(f"--name {ours.get('name')}")
         return "siteguard train " + " ".join(parts)
     if args:
@@ -256,7 +260,8 @@ def render(options: CardOptions) -> str:
             f"- Run folder: `{facts['run']}`; epochs completed: {facts.get('epochs_done', '?')}"
         )
         if args:
-            keys = ("imgsz", "batch", "epochs", "time", "fraction", "freeze", "close_mosaic")
+            keys = ("imgsz", "batch", "epochs", "time", "fraction", "freeze", "close_mosaic",
+                    "optimizer", "lr0", "warmup_epochs", "cos_lr")  # fmt: skip
             settings = ", ".join(
                 f"{k} {args[k]}" for k in (*keys, "device", "seed") if args.get(k) is not None
             )
