@@ -142,6 +142,11 @@ def parse_class_conf(spec: str | Mapping[str, float] | None) -> dict[str, float]
     return out
 
 
+def format_class_conf(class_conf: Mapping[str, float]) -> str:
+    """{"head": 0.4, "helmet": 0.2} -> "head=0.4,helmet=0.2" (what `parse_class_conf` reads)."""
+    return ",".join(f"{name}={conf}" for name, conf in class_conf.items())
+
+
 def _metadata_class_conf(raw: str | None) -> dict[str, float]:
     """`siteguard_class_conf` from the ONNX metadata; a bad value is ignored with a warning."""
     try:

@@ -62,10 +62,10 @@ class WorkerTracker:
         """Per group (activation, high): the config's where set, else the lowest operating
         threshold of the group's classes (the model's per-class ones, else its single one)."""
         model = operating_conf if operating_conf is not None else DEFAULT_OPERATING_CONF
+        activation, high = self.config.activation_conf, self.config.high_conf
         out = {}
         for group in GROUPS:
             lowest = min((class_conf.get(c, model) for c in self._classes(group)), default=model)
-            activation, high = self.config.activation_conf, self.config.high_conf
             out[group] = (
                 lowest if activation is None else activation,
                 lowest if high is None else high,
@@ -87,9 +87,9 @@ class WorkerTracker:
         """A new model was loaded: follow its thresholds, keeping the tracks (no new episodes)."""
         self.thresholds = self._thresholds(operating_conf, class_conf or {})
         for group, tracker in self._trackers.items():
-            tracker.track_activation_threshold, tracker.high_conf_det_threshold = self.thresholds[
-                group
-            ]
+            activation, high = self.thresholds[group]
+            tracker.track_activation_threshold = activation
+            tracker.high_conf_det_threshold = high
 
     def _new_tracker(self, group: str) -> ByteTrackTracker:
         activation, high = self.thresholds[group]

@@ -279,9 +279,9 @@ class ClassConfGrid:
         self, gt_xyxy: np.ndarray, gt_names: np.ndarray, raw: sv.Detections, names: np.ndarray
     ) -> None:
         conf = np.asarray(raw.confidence)
+        is_head, is_helmet = names == VIOLATION, names == COMPLIANT
         for (head, helmet), tally in self.tallies.items():
-            limit = np.where(names == VIOLATION, head, np.where(names == COMPLIANT, helmet, 2.0))
-            keep = conf >= limit
+            keep = (is_head & (conf >= head)) | (is_helmet & (conf >= helmet))
             tally.update(gt_xyxy, gt_names, raw.xyxy[keep], names[keep], conf[keep])
 
     def rows(self) -> list[dict[str, Any]]:

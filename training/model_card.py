@@ -220,7 +220,7 @@ def _figures_table(fp32: dict[str, Any], int8: dict[str, Any] | None) -> list[st
 
 def render(options: CardOptions) -> str:
     """The card's markdown text."""
-    from detector.inference import file_sha256
+    from detector.inference import file_sha256, format_class_conf
 
     model = options.model
     meta = read_metadata(model)
@@ -335,7 +335,7 @@ def render(options: CardOptions) -> str:
             f"--split {fp32['split']} --conf {fp32.get('conf', 0.25)} --json"
         )
         if fp32.get("class_conf"):
-            cmd += " --class-conf " + ",".join(f"{k}={v}" for k, v in fp32["class_conf"].items())
+            cmd += f" --class-conf {format_class_conf(fp32['class_conf'])}"
         if fp32.get("class_map"):
             cmd += f" --class-map {fp32['class_map']}"
         lines.append(cmd)

@@ -289,14 +289,13 @@ def _counts(split: SampleSplit) -> tuple[int, int, int]:
 def _inherited(options: RetrainOptions, base_onnx: Path) -> tuple[int, float | None, str | None]:
     """Export size and operating thresholds: as given, else the base model's (like for like).
     A `--conf` given alone replaces the base model's per-class thresholds too."""
-    from detector.inference import OnnxDetector
+    from detector.inference import OnnxDetector, format_class_conf
 
     base = OnnxDetector(base_onnx)
     imgsz = options.export_imgsz or max(base.imgsz)
     if options.conf is not None:
         return imgsz, options.conf, None
-    class_conf = ",".join(f"{k}={v}" for k, v in base.class_conf.items()) or None
-    return imgsz, base.operating_conf, class_conf
+    return imgsz, base.operating_conf, format_class_conf(base.class_conf) or None
 
 
 def _metrics(

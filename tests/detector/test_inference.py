@@ -16,6 +16,7 @@ from detector.inference import (
     Letterbox,
     OnnxDetector,
     class_thresholds,
+    format_class_conf,
     letterbox,
     parse_class_conf,
 )
@@ -199,6 +200,8 @@ def test_class_thresholds_parse_from_text_json_and_reject_nonsense() -> None:
     assert parse_class_conf("head=0.45, helmet=0.2") == {"head": 0.45, "helmet": 0.2}
     assert parse_class_conf('{"head": 0.45}') == {"head": 0.45}
     assert parse_class_conf(None) == {}
+    assert format_class_conf({"head": 0.45, "helmet": 0.2}) == "head=0.45,helmet=0.2"
+    assert parse_class_conf(format_class_conf({"head": 0.45})) == {"head": 0.45}
     for bad, message in [
         ("head", "expected NAME=CONF"),
         ("head=high", "not a number"),

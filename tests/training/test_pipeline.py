@@ -252,7 +252,7 @@ def test_per_class_thresholds_and_their_grid_search(
     by_cell = {(r["head"], r["helmet"]): r for r in rows}
     assert by_cell[(0.5, 0.2)]["false_alarms"] <= by_cell[(0.01, 0.2)]["false_alarms"]
 
-    # Thresholds stored in the model are its default; the card and a detector read them.
+    # Thresholds stored in the model are evaluate's default.
     model = Path(shutil.copy(exported.onnx, tmp_path / "m.onnx"))
     write_metadata(model, {"siteguard_class_conf": json.dumps({"head": 0.5, "helmet": 0.01})})
     assert main(["evaluate", "--model", str(model), "--data", str(mini_data), "--json"]) == 0
