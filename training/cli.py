@@ -89,6 +89,19 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
         default=(),
         help="search head x helmet thresholds over these values (on val, to pick --class-conf)",
     )
+    p.add_argument(
+        "--matching",
+        choices=("iou", "coverage"),
+        default="iou",
+        help="worker matching: iou (IoU >= 0.5) or coverage (covers >= 50%% of the labelled "
+        "box, IoU >= 0.1: survives other box conventions)",
+    )
+    p.add_argument(
+        "--rank-by",
+        choices=("worker_accuracy", "strict_worker_accuracy"),
+        default="worker_accuracy",
+        help="what --class-conf-grid maximises (strict also counts stray helmet boxes)",
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
     p.set_defaults(handler=_evaluate)
@@ -119,6 +132,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                 conf_sweep=args.conf_sweep,
                 class_conf=args.class_conf,
                 class_conf_grid=args.class_conf_grid,
+                matching=args.matching,
+                rank_by=args.rank_by,
             )
         )
     text = json.dumps(figures, indent=2)
@@ -138,7 +153,9 @@ def _summary(f: dict) -> str:
         f"mAP50-95 {f['map50_95']:.3f}",
         f"worker accuracy {f['worker_accuracy']:.3f} ({f['workers']} workers, "
         f"{f['false_alarms']} false alarms)  violation precision {f['violation_precision']:.3f}"
-        f"  recall {f['violation_recall']:.3f}",
+        f"  recall {f['violation_recall']:.3f}  [matching: {f['matching']}]",
+        f"strict worker accuracy {f['strict_worker_accuracy']:.3f} (also counts "
+        f"{f['stray_helmets']} stray helmet boxes)",
     ]
     for name, row in f["per_class"].items():
         lines.append(
@@ -277,12 +294,34 @@ def _register_dataset(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--split", default="train", help="split for COCO/VOC images")
     imp.add_argument("--class-map", default=None, help="e.g. hat=helmet,no_hat=head,dog=-")
     imp.add_argument("--name", default=None, help="default: the folder name")
+    imp.add_argument(
+        "--grow-boxes",
+        default=None,
+        help="convert another box convention into ours (whole heads), per class "
+        "WIDTHxHEIGHT about the top centre, e.g. helmet=1.12x1.68,head=1.17x2.07",
+    )
+    imp.add_argument("--groups", type=Path, default=None, help="CSV image,group (clip/source)")
+    imp.add_argument(
+        "--split-by-group",
+        default=None,
+        help="re-split by group, e.g. train=0.6,val=0.2,test=0.2 (needs --groups)",
+    )
+    imp.add_argument("--seed", type=int, default=0, help="seed of the group split")
     imp.set_defaults(handler=_dataset_import)
     merge = sub.add_parser("merge", help="base + new samples -> a new dataset version")
     merge.add_argument("--base", type=Path, required=True, help="data.yaml or dataset folder")
     merge.add_argument("--add", type=Path, action="append", required=True, help="repeatable")
     merge.add_argument("--out", type=Path, required=True)
     merge.add_argument("--name", default=None)
+    merge.add_argument(
+        "--repeat", type=int, default=1, help="list each added train image N times (oversample)"
+    )
+    merge.add_argument(
+        "--base-train-share",
+        type=float,
+        default=1.0,
+        help="keep this stable share of the base's train images (its val/test stay whole)",
+    )
     merge.set_defaults(handler=_dataset_merge)
     info = sub.add_parser("info", help="version, classes and counts of a dataset")
     info.add_argument("source", type=Path, help="data.yaml or dataset folder")
@@ -317,6 +356,10 @@ def _dataset_import(args: argparse.Namespace) -> int:
             name=args.name,
             annotations=args.annotations,
             split=args.split,
+            grow=args.grow_boxes,
+            groups=args.groups,
+            split_by_group=args.split_by_group,
+            seed=args.seed,
         )
     _print_manifest(manifest)
     print(f"data: {args.out / 'data.yaml'}")
@@ -327,7 +370,14 @@ def _dataset_merge(args: argparse.Namespace) -> int:
     from training.datasets import merge_datasets
 
     with _user_errors():
-        manifest = merge_datasets(args.base, args.add, args.out, name=args.name)
+        manifest = merge_datasets(
+            args.base,
+            args.add,
+            args.out,
+            name=args.name,
+            repeat=args.repeat,
+            base_train_share=args.base_train_share,
+        )
     _print_manifest(manifest)
     print(f"data: {args.out / 'data.yaml'}")
     return 0

@@ -14,6 +14,7 @@ a warning instead of failing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -25,8 +26,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from training.box_convention import grow_boxes, parse_box_growth
 from training.classmap import OUR_CLASSES, parse_class_map, resolve_names
 from training.data_yaml import SPLITS, load_data_yaml
+from training.group_split import parse_split_fractions, read_groups, split_of_group
 from training.labels import ImagesError, label_path_for, list_images, read_labels
 from training.manifest import build_manifest, dataset_version, read_manifest, write_manifest
 
@@ -187,6 +190,31 @@ def extract_zip(archive: Path, folder: Path) -> Path:
     return folder
 
 
+def convert_samples(
+    samples: Iterable[Sample],
+    grow: str | None = None,
+    groups: Path | None = None,
+    split_by_group: str | None = None,
+    seed: int = 0,
+) -> Iterable[Sample]:
+    """Samples with boxes grown into our convention (`box_convention`) and, when a groups CSV
+    is given, each image moved to the split of its group (`group_split`)."""
+    growth = parse_box_growth(grow)
+    if (groups is None) != (split_by_group is None):
+        raise DatasetError("--groups and --split-by-group go together")
+    group_of = read_groups(groups) if groups is not None else None
+    fractions = parse_split_fractions(split_by_group) if split_by_group else {}
+    for sample in samples:
+        rows = grow_boxes(sample.rows, growth, OUR_CLASSES)
+        split = sample.split
+        if group_of is not None:
+            group = group_of.get(sample.image.stem)
+            if group is None:
+                raise DatasetError(f"{groups}: no group for image {sample.image.name}")
+            split = split_of_group(group, fractions, seed)
+        yield Sample(split, sample.image, rows)
+
+
 def import_dataset(
     source: Path,
     out: Path,
@@ -195,8 +223,15 @@ def import_dataset(
     name: str | None = None,
     annotations: Path | None = None,
     split: str = "train",
+    grow: str | None = None,
+    groups: Path | None = None,
+    split_by_group: str | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Import a dataset into a new version folder `out`; returns its manifest."""
+    """Import a dataset into a new version folder `out`; returns its manifest.
+
+    `grow` converts another box convention into ours, `groups` + `split_by_group` re-split the
+    images by group (see `convert_samples`)."""
     from tqdm import tqdm
 
     if fmt not in FORMATS:
@@ -211,6 +246,7 @@ def import_dataset(
         if annotations is None:
             raise DatasetError(f"--annotations is required for {fmt} (a JSON file or XML folder)")
         samples = supervision_samples(fmt, source, annotations, split, class_map)
+    samples = convert_samples(samples, grow, groups, split_by_group, seed)
     writer = DatasetWriter(out)
     try:
         for sample in tqdm(samples, desc=f"import {source.name}"):
@@ -222,17 +258,34 @@ def import_dataset(
         raise
 
 
+def _in_share(image: Path, share: float) -> bool:
+    """A stable pseudo-random choice of `share` of the images, by a hash of the file name."""
+    digest = hashlib.sha256(image.name.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
 def merge_datasets(
-    base: Path, additions: list[Path], out: Path, name: str | None = None
+    base: Path,
+    additions: list[Path],
+    out: Path,
+    name: str | None = None,
+    repeat: int = 1,
+    base_train_share: float = 1.0,
 ) -> dict[str, Any]:
     """A new version with every sample of `base` and `additions`; parents = their versions.
 
     Inputs must already use our class names (import them first); images stay symlinks.
+    `repeat` lists each addition's train image that many times (a small new site otherwise
+    drowns in a large base); `base_train_share` keeps a stable share of the base's train images
+    (the rest of base is kept whole), so a fine-tune replays the old data without paying for all
+    of it.
     """
     from tqdm import tqdm
 
     if not additions:
         raise DatasetError("merge needs at least one --add dataset")
+    if repeat < 1 or not 0 < base_train_share <= 1:
+        raise DatasetError("--repeat must be >= 1 and --base-train-share in (0, 1]")
     writer = DatasetWriter(out)
     parents = []
     try:
@@ -243,7 +296,13 @@ def merge_datasets(
             parents.append(dataset_version(data_yaml))
             prefix = f"v{index}"
             for sample in tqdm(yolo_samples(data_yaml), desc=f"merge {source.name}"):
-                writer.add(sample, prefix=prefix)
+                if index == 0:
+                    if sample.split != "train" or _in_share(sample.image, base_train_share):
+                        writer.add(sample, prefix=prefix)
+                    continue
+                copies = repeat if sample.split == "train" else 1
+                for copy in range(copies):
+                    writer.add(sample, prefix=f"{prefix}r{copy}" if copy else prefix)
         return writer.finish(name or out.name, parents)
     except BaseException:
         if writer.out.exists() and not read_manifest(writer.out):

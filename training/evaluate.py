@@ -48,6 +48,9 @@ MAP_IMPLEMENTATION = "supervision.metrics.MeanAveragePrecision (COCO 101-point, 
 
 
 DEFAULT_CONF = 0.25
+# What the threshold grid may maximise: worker accuracy as defined, or the strict form that also
+# counts stray helmet boxes (an evaluator that calls every unmatched box a false alarm).
+RANKINGS = ("worker_accuracy", "strict_worker_accuracy")
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class EvalOptions:
     conf_sweep: tuple[float, ...] = ()  # also report the worker figures at these thresholds
     class_conf: str | None = None  # "head=0.4,helmet=0.2": per-class operating thresholds
     class_conf_grid: tuple[float, ...] = ()  # search head x helmet thresholds over these values
+    matching: str = "iou"  # how a detection matches a worker (training/worker_metrics.py)
+    rank_by: str = "worker_accuracy"  # what the grid maximises (or strict_worker_accuracy)
 
 
 @dataclass
@@ -165,12 +170,16 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"class thresholds for {unknown}: the model's classes are {model_classes}")
     thresholds = class_thresholds(model.names, class_conf, operating_conf)
-    grid = ClassConfGrid(options.class_conf_grid) if options.class_conf_grid else None
+    grid = (
+        ClassConfGrid(options.class_conf_grid, options.matching, options.rank_by)
+        if options.class_conf_grid
+        else None
+    )
     map_metric = sv.metrics.MeanAveragePrecision(max_detection_thresholds=(1, 10, 300))
     precision = sv.metrics.Precision()
     recall = sv.metrics.Recall()
-    tally = WorkerTally()
-    sweep = {c: WorkerTally() for c in options.conf_sweep}
+    tally = WorkerTally(options.matching)
+    sweep = {c: WorkerTally(options.matching) for c in options.conf_sweep}
     names_of = np.array(model_classes, dtype=object)
     gt_counts = np.zeros(len(model_classes), dtype=int)
     infer_seconds = 0.0
@@ -244,7 +253,7 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
         "class_conf": class_conf,
         "map_conf": options.map_conf,
         "nms_iou": options.nms_iou,
-        "match_iou": 0.5,
+        "match_iou": 0.5,  # of mAP and per-class P/R; worker figures follow `matching`
         "map_implementation": MAP_IMPLEMENTATION,
         "class_map": options.class_map or "",
         "inference_ms_per_image": round(1000 * infer_seconds / max(len(images), 1), 2),
@@ -269,11 +278,16 @@ class ClassConfGrid:
     alarms). Choose on validation data: on the test split it would be fitting to the test.
     """
 
-    def __init__(self, values: Sequence[float]) -> None:
+    def __init__(
+        self, values: Sequence[float], matching: str = "iou", rank_by: str = "worker_accuracy"
+    ) -> None:
         if not values or any(not 0.0 < v < 1.0 for v in values):
             raise ValueError(f"class threshold grid must hold values in (0, 1), got {values}")
+        if rank_by not in RANKINGS:
+            raise ValueError(f"rank_by must be one of {', '.join(RANKINGS)}, got {rank_by!r}")
         self.values = sorted(set(values))
-        self.tallies = {(h, c): WorkerTally() for h in self.values for c in self.values}
+        self.rank_by = rank_by
+        self.tallies = {(h, c): WorkerTally(matching) for h in self.values for c in self.values}
 
     def update(
         self, gt_xyxy: np.ndarray, gt_names: np.ndarray, raw: sv.Detections, names: np.ndarray
@@ -291,7 +305,7 @@ class ClassConfGrid:
         ]
 
     def best(self) -> dict[str, Any]:
-        return max(self.rows(), key=lambda r: (r["worker_accuracy"], -r["false_alarms"]))
+        return max(self.rows(), key=lambda r: (r[self.rank_by], -r["false_alarms"]))
 
 
 def _unit(value: float) -> float:
