@@ -35,6 +35,15 @@ def hardhat_dir(shared_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def css_dir(shared_dir: Path) -> Path:
+    """Construction Site Safety: the second source (another box convention, groups.csv)."""
+    path = shared_dir / "data" / "construction-site-safety"
+    if not (path / "groups.csv").is_file():
+        pytest.skip(f"construction-site-safety dataset not found under {shared_dir}")
+    return path
+
+
+@pytest.fixture(scope="session")
 def bundled_model() -> Path:
     """The shipped ONNX model (YOLO11n fine-tuned on hardhat-workers)."""
     assert BUNDLED_MODEL.is_file(), f"bundled model missing: {BUNDLED_MODEL}"
