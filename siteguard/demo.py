@@ -201,29 +201,58 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None
     raise CliError(f"the service did not become ready at {url} in {timeout_s:.0f} s")
 
 
+def bundled_lineage(model: Path) -> list[Path]:
+    """The model and the earlier versions kept beside it (`<stem>-v*.onnx`, e.g.
+    `models/siteguard-ppe-v1.onnx` before `models/siteguard-ppe.onnx`), oldest first by the
+    export date in their metadata; the model itself comes last."""
+    from training.onnx_meta import read_metadata
+
+    earlier = [p for p in sorted(model.parent.glob(f"{model.stem}-v*.onnx")) if p != model]
+    dated = [(read_metadata(p).get("date", ""), p.name, p) for p in earlier]
+    return [p for *_, p in sorted(dated)] + [model]
+
+
 def _register_bundled_model(model: Path, url: str, state: DemoState) -> None:
-    """Show the bundled model and its measured figures on the accuracy page (once)."""
-    listing = _siteguard("registry", "--url", url, "--token", state.trainer_token, "list")
-    if listing.returncode == 0 and listing.stdout.strip() not in ("", "[]"):
-        return
-    eval_json = model.with_suffix(".eval.json")
-    argv = [
-        "registry",
-        "--url",
-        url,
-        "--token",
-        state.trainer_token,
-        "register",
-        str(model),
-        "--promote",
-        "--notes",
-        "bundled model",
-    ]
-    if eval_json.is_file():
-        argv += ["--eval", str(eval_json)]
-    done = _siteguard(*argv)
-    if done.returncode != 0:
-        print(f"note: could not register the bundled model: {done.stderr.strip()}", flush=True)
+    """Register the bundled model and its earlier versions, each with the figures of its
+    `.eval.json` (or its metadata) and the `.pt` beside it, and promote them in order, so the
+    Model accuracy page opens on the model's history. Versions already registered are kept;
+    only the new ones are added (a newer bundled model after `git pull` becomes active)."""
+    import httpx
+
+    from training.onnx_meta import read_metadata
+    from training.registry import RegistryClient, RegistryError, register_model_file
+
+    try:
+        lineage = bundled_lineage(model)
+        versions = [read_metadata(p).get("siteguard_version") for p in lineage]
+        with RegistryClient(url, state.trainer_token) as client:
+            known = {m["version"] for m in client.models()}
+            for index, (path, version) in enumerate(zip(lineage, versions, strict=True)):
+                if not version or version in known:
+                    continue
+                weights = path.with_suffix(".pt")
+                record = register_model_file(
+                    client,
+                    path,
+                    notes="bundled model" if path == model else "earlier bundled model",
+                    weights=weights if weights.is_file() else None,
+                )
+                if any(v in known for v in versions[index + 1 :]):
+                    continue  # a later version is registered already: this one joins the history
+                try:
+                    client.promote(record["version"])
+                except RegistryError as exc:
+                    if path != model or exc.status != 409:
+                        raise
+                    # The detector runs this file: the service must announce the same model.
+                    client.promote(record["version"], force=True)
+                    print(f"note: promoted {version} past the gate ({exc})", flush=True)
+    except (RegistryError, httpx.HTTPError, ValueError, OSError) as exc:
+        print(
+            f"note: could not register the bundled model ({exc}); the Model accuracy page "
+            "stays empty until `siteguard registry register` succeeds",
+            flush=True,
+        )
 
 
 def _print_banner(url: str, source: Path, state_dir: Path, state: DemoState) -> None:

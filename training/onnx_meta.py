@@ -1,4 +1,8 @@
-"""Read and write the ONNX metadata (`metadata_props`) that the detector reads back."""
+"""Read and write the ONNX metadata (`metadata_props`) that the detector reads back.
+
+Reading needs only onnxruntime (the base install: `siteguard registry register` and
+`siteguard demo` run without the `[train]` extra); writing needs `onnx` (`[train]`).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,20 @@ from pathlib import Path
 
 
 def read_metadata(path: Path) -> dict[str, str]:
-    import onnx
+    """Every metadata key of an ONNX model, as onnxruntime (and so the detector) sees them;
+    ValueError when the file is not a loadable model."""
+    import onnxruntime as ort
 
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3  # no initializer warnings on the console
+    try:
+        session = ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ValueError(f"cannot read ONNX model {path}: {exc}") from exc
+    return dict(session.get_modelmeta().custom_metadata_map)
 
 
 def write_metadata(path: Path, updates: dict[str, str], out: Path | None = None) -> Path:

@@ -153,10 +153,16 @@ class RegistryClient:
 
 
 def benchmark_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
-    """The registry's metrics shape, {"benchmark": {...}}, from an evaluation JSON."""
+    """The registry's metrics shape, {"benchmark": {...}}, from an evaluation JSON; a second
+    data set measured the same way (`cross_source`: footage from another source, same figure
+    names) rides along as {"cross_source": {...}}."""
     from training.export import compact_metrics
 
-    return {"benchmark": compact_metrics(evaluation)}
+    metrics = {"benchmark": compact_metrics(evaluation)}
+    cross = evaluation.get("cross_source")
+    if isinstance(cross, dict) and cross:
+        metrics["cross_source"] = compact_metrics(cross)
+    return metrics
 
 
 def register_model_file(

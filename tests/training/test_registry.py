@@ -155,3 +155,41 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_register_from_the_base_install_without_onnx(
+    service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 19: `onnx` is only in [train]; the base install reads the metadata with
+    onnxruntime, and a second evaluated data set (`cross_source`) is registered beside it."""
+    url, trainer, _ = service
+    model = tiny_model(tmp_path / "f.onnx", "ppe-f")
+    figures = json.loads(model.with_suffix(".eval.json").read_text())
+    figures["cross_source"] = {**figures, "worker_accuracy": 0.72, "data": "/x/css/data.yaml"}
+    model.with_suffix(".eval.json").write_text(json.dumps(figures))
+    monkeypatch.setitem(__import__("sys").modules, "onnx", None)  # import onnx -> ImportError
+    with pytest.raises(ImportError):
+        import onnx  # noqa: F401
+    assert main(["registry", "--url", url, "--token", trainer, "register", str(model)]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["version"] == "ppe-f" and record["dataset_version"] == "ds-abc"
+    assert record["metrics"]["benchmark"]["worker_accuracy"] == 0.91
+    assert record["metrics"]["cross_source"]["worker_accuracy"] == 0.72
+    assert record["metrics"]["cross_source"]["data"] == "css"
+
+
+def test_bundled_lineage_is_oldest_first_and_read_from_the_files() -> None:
+    """The demo registers the bundled model after the earlier versions kept beside it; the
+    versions come from the files' metadata, so a newer bundled model needs no code change."""
+    from siteguard.demo import bundled_lineage
+    from training.onnx_meta import read_metadata
+
+    models = Path(__file__).resolve().parents[2] / "models"
+    lineage = bundled_lineage(models / "siteguard-ppe.onnx")
+    assert lineage[-1] == models / "siteguard-ppe.onnx"
+    assert all("int8" not in p.name for p in lineage)
+    dates = [read_metadata(p)["date"] for p in lineage]
+    assert dates == sorted(dates) and len(lineage) >= 2
+    for path in lineage:  # every version shows its own measured figures on the page
+        evaluation = json.loads(path.with_suffix(".eval.json").read_text())
+        assert evaluation["model_version"] == read_metadata(path)["siteguard_version"]
