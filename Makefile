@@ -13,8 +13,9 @@ setup-test:
 	scripts/install.sh system
 	scripts/install.sh python dev,train,postgres
 
+# make demo PORT=8010: another port when 8000 is taken (without PORT the next free one is used)
 demo: setup-demo
-	$(VENV)/bin/siteguard demo
+	$(VENV)/bin/siteguard demo $(if $(PORT),--port $(PORT))
 
 test: setup-test
 	SITEGUARD_TEST_POSTGRES_URL=$$(scripts/postgres-test-db.sh | tail -n 1) \

@@ -9,6 +9,7 @@ next run (`--fresh` starts over).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -26,6 +27,7 @@ DEFAULT_SOURCES = (
     SHARED_DIR / "data" / "hardhat-workers" / "test" / "images",
     SHARED_DIR / "demo" / "power-crew-helmets.mp4",
 )
+DEFAULT_PORT = 8000
 SITE_ID = "demo-site"
 CAMERA_ID = "demo-cam"
 
@@ -34,11 +36,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo", help="run service + detector + dashboard on the bundled model and a demo camera"
     )
-    p.add_argument("--port", type=int, default=8000, help="dashboard/API port on 127.0.0.1")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="dashboard/API port (default 8000, or the next free one when 8000 is taken; "
+        "`make demo PORT=8010`)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to reach it from other machines")
     p.add_argument("--source", type=Path, help="image folder, video file or stream URL")
-    p.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "siteguard-ppe.onnx")
-    p.add_argument("--state-dir", type=Path, default=REPO_ROOT / "var" / "demo")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=REPO_ROOT / "models" / "siteguard-ppe.onnx",
+        help="ONNX model the detector runs (default: the bundled one)",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=REPO_ROOT / "var" / "demo",
+        help="where the demo keeps its database, logs and keys (default: var/demo)",
+    )
     p.add_argument("--fresh", action="store_true", help="forget the previous demo's data")
     p.add_argument("--duration", type=float, help="stop after this many seconds (for scripts)")
     p.set_defaults(handler=_demo)
@@ -65,6 +83,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise CliError(f"model not found: {args.model}")
     if args.fresh and args.state_dir.exists():
         shutil.rmtree(args.state_dir)
+    args.port = _choose_port(args.host, args.port)
     args.state_dir.mkdir(parents=True, exist_ok=True)
     service_dir = args.state_dir / "service"
     state = _load_or_create_state(args.state_dir, service_dir)
@@ -89,13 +108,14 @@ def _demo(args: argparse.Namespace) -> int:
                 args.state_dir / "service.log",
             )
         )
-        _wait_ready(url, processes[0])
+        _wait_ready(url, processes[0], args.state_dir / "service.log")
         _register_bundled_model(args.model, url, state)
         processes.append(
             _spawn(["detect", "--config", str(detector_config)], args.state_dir / "detector.log")
         )
         _print_banner(url, source, args.state_dir, state)
-        return _supervise(processes, args.duration)
+        logs = [args.state_dir / "service.log", args.state_dir / "detector.log"]
+        return _supervise(processes, logs, args.duration)
     finally:
         for proc in processes:
             _stop(proc)
@@ -162,7 +182,7 @@ def _write_detector_config(
         },
         "service": {"url": url, "api_key": state.detector_key, "heartbeat_interval_s": 5},
         "outbox": {"path": str((args.state_dir / "outbox.sqlite3").resolve())},
-        "metrics": {"enabled": True, "host": "127.0.0.1", "port": args.port + 108},
+        "metrics": {"enabled": True, "host": "127.0.0.1", "port": _metrics_port(args.port)},
         "cameras": [camera],
     }
     path = args.state_dir / "detector.yaml"
@@ -183,7 +203,64 @@ def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen:
     )
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+def port_in_use(host: str, port: int) -> bool:
+    """True when another program listens on `port` (or the port cannot be bound on `host`)."""
+    import socket
+
+    probe = "127.0.0.1" if host in ("0.0.0.0", "", "localhost") else host
+    with contextlib.suppress(OSError), socket.create_connection((probe, port), timeout=0.5):
+        return True  # something answers there
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _choose_port(host: str, asked: int | None) -> int:
+    """The port asked for when free (else a plain error); without one, 8000 or the next free."""
+    from siteguard.cli import CliError
+
+    if asked is not None:
+        if port_in_use(host, asked):
+            raise CliError(
+                f"port {asked} is already in use by another program; choose a free one: "
+                f"make demo PORT={asked + 1}  (or siteguard demo --port {asked + 1})"
+            )
+        return asked
+    for port in range(DEFAULT_PORT, DEFAULT_PORT + 50):
+        if not port_in_use(host, port):
+            if port != DEFAULT_PORT:
+                print(
+                    f"port {DEFAULT_PORT} is already in use by another program; "
+                    f"using port {port} (choose one with: make demo PORT=...)",
+                    flush=True,
+                )
+            return port
+    raise CliError(
+        f"ports {DEFAULT_PORT}-{DEFAULT_PORT + 49} are all in use; choose one: make demo PORT=..."
+    )
+
+
+def _metrics_port(port: int) -> int:
+    """The detector's metrics port: port + 108 (8108 beside 8000) when free, else any free one."""
+    wanted = port + 108
+    return 0 if port_in_use("127.0.0.1", wanted) else wanted
+
+
+def _log_tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "".join(f"\n    | {line}" for line in text)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, log_path: Path, timeout_s: float = 60) -> None:
+    """Wait for /readyz of the service we started (never another program's on the same port)."""
     import httpx
 
     from siteguard.cli import CliError
@@ -191,12 +268,19 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise CliError("the service exited during start-up; see var/demo/service.log")
+            raise CliError(
+                f"the service exited during start-up (status {proc.returncode}); "
+                f"the end of {log_path}:{_log_tail(log_path)}"
+            )
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
+            ready = httpx.get(f"{url}/readyz", timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
+            ready = False
+        if ready:
+            time.sleep(0.3)  # a port taken under us shows as our process exiting here
+            if proc.poll() is None:
+                return
+            continue
         time.sleep(0.3)
     raise CliError(f"the service did not become ready at {url} in {timeout_s:.0f} s")
 
@@ -269,12 +353,16 @@ def _print_banner(url: str, source: Path, state_dir: Path, state: DemoState) -> 
     )
 
 
-def _supervise(processes: list[subprocess.Popen], duration: float | None) -> int:
+def _supervise(processes: list[subprocess.Popen], logs: list[Path], duration: float | None) -> int:
     deadline = None if duration is None else time.monotonic() + duration
     while deadline is None or time.monotonic() < deadline:
-        for proc in processes:
+        for proc, log_path, name in zip(processes, logs, ("service", "detector"), strict=False):
             if proc.poll() is not None:
-                print(f"a demo process exited with status {proc.returncode}; stopping", flush=True)
+                print(
+                    f"the demo's {name} exited with status {proc.returncode}; stopping. "
+                    f"The end of {log_path}:{_log_tail(log_path)}",
+                    flush=True,
+                )
                 return 1
         time.sleep(0.5)
     return 0
