@@ -75,6 +75,7 @@ class Runner:
         self._stop = threading.Event()
         self._stopped = False
         self._heartbeat_thread: threading.Thread | None = None
+        self._announcement_thread: threading.Thread | None = None
         self._metrics_server = None
         self.heartbeat_ok: bool | None = None
         rules = config.rules
@@ -320,7 +321,21 @@ class Runner:
         if self.heartbeat_ok is False:
             log.info("heartbeat delivered again")
         self.heartbeat_ok = True
-        self.models.apply_announcement(active, self.poster.download)
+        self._follow_announcement(active)
+
+    def _follow_announcement(self, active: dict[str, Any] | None) -> None:
+        """Download and swap a promoted model beside the heartbeats, never in their way: the
+        service counts a few seconds without one as the cameras going offline."""
+        busy = self._announcement_thread is not None and self._announcement_thread.is_alive()
+        if not active or busy or active.get("sha256") == self.models.current.sha256:
+            return
+        self._announcement_thread = threading.Thread(
+            target=self.models.apply_announcement,
+            args=(active, self.poster.download),
+            name="model-follow",
+            daemon=True,
+        )
+        self._announcement_thread.start()
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.is_set():

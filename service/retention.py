@@ -106,16 +106,16 @@ def mark_stale_cameras(state: AppState, now: dt.datetime | None = None) -> list[
 
     now = now or utcnow()
     limit = now - dt.timedelta(seconds=state.settings.camera_offline_after_s)
+    query = select(Camera).where(
+        Camera.state != "offline",
+        Camera.last_heartbeat_at.is_not(None),
+        Camera.last_heartbeat_at < limit,
+    )
+    with state.db.sessions() as db:  # every second: a plain read unless something went quiet
+        if db.scalar(query.with_only_columns(Camera.id).limit(1)) is None:
+            return []
     with state.db.sessions() as db, state.db.writing(db):
-        stale = list(
-            db.scalars(
-                select(Camera).where(
-                    Camera.state != "offline",
-                    Camera.last_heartbeat_at.is_not(None),
-                    Camera.last_heartbeat_at < limit,
-                )
-            )
-        )
+        stale = list(db.scalars(query))
         for cam in stale:
             cam.state = "offline"
         changed = [(c.site_id, c.id) for c in stale]
@@ -125,8 +125,9 @@ def mark_stale_cameras(state: AppState, now: dt.datetime | None = None) -> list[
     return changed
 
 
-async def housekeeping_loop(state: AppState, tick_s: float = 15.0) -> None:
-    """Runs until cancelled: stale cameras every tick, retention every retention_interval_s."""
+async def housekeeping_loop(state: AppState, tick_s: float = 1.0) -> None:
+    """Runs until cancelled: stale cameras every tick (a second, so a stopped detector shows on
+    the live panel within camera_offline_after_s + 1 s), retention every retention_interval_s."""
     next_retention = 0.0
     loop = asyncio.get_running_loop()
     while True:

@@ -180,7 +180,7 @@ def _write_detector_config(
             "follow_promotions": True,
             "download_dir": str((args.state_dir / "models").resolve()),
         },
-        "service": {"url": url, "api_key": state.detector_key, "heartbeat_interval_s": 5},
+        "service": {"url": url, "api_key": state.detector_key},
         "outbox": {"path": str((args.state_dir / "outbox.sqlite3").resolve())},
         "metrics": {"enabled": True, "host": "127.0.0.1", "port": _metrics_port(args.port)},
         "cameras": [camera],

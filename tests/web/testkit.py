@@ -177,10 +177,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_service(data_dir: Path, **settings: object) -> Iterator[LiveService]:
+def running_service(
+    data_dir: Path, housekeeping: bool = False, **settings: object
+) -> Iterator[LiveService]:
     """A seeded service on a free 127.0.0.1 port for the duration of the block."""
     app = create_app(load_settings(data_dir=data_dir, login_max_failures=50, **settings),
-                     housekeeping=False)  # fmt: skip
+                     housekeeping=housekeeping)  # fmt: skip
     key, other = _seed(app)
     port = _free_port()
     server = uvicorn.Server(

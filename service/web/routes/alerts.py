@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from service.deps import get_db
+from service.deps import AppState, get_db, get_state
 from service.models import KINDS, VIOLATION_STATUSES, User
 from service.web import queries
 from service.web.access import page_user, scope
+from service.web.health import camera_health
 from service.web.i18n import client_messages, translator
 from service.web.templating import render, request_lang, request_tz
 
@@ -21,6 +22,7 @@ router = APIRouter()
 
 STREAM_URL = "/api/v1/events"
 REVIEW_URL = "/api/v1/violations/{id}/review"
+HEALTH_URL = "/alerts/_health"
 
 
 class BadFilter(ValueError):
@@ -70,6 +72,7 @@ def alerts_page(
     page: int = Query(1, ge=1, le=10_000),
     user: User = Depends(page_user),
     db: Session = Depends(get_db),
+    state: AppState = Depends(get_state),
 ) -> Response:
     tz_name, tz = request_tz(request)
     site_ids = scope(user)
@@ -98,6 +101,7 @@ def alerts_page(
         "filters": {k: raw[k] for k in ("site", "camera", "kind", "status")},
         "since_iso": filters.since.isoformat() if filters.since else None,
         "until_iso": filters.until.isoformat() if filters.until else None,
+        "health_url": HEALTH_URL,
         "messages": client_messages(
             lang, ("kind.", "status.", "alerts.", "common.snapshot", "common.no_snapshot")
         ),
@@ -117,8 +121,21 @@ def alerts_page(
         kinds=KINDS,
         statuses=VIOLATION_STATUSES,
         kpis=queries.kpis(db, site_ids, day_start(tz)),
+        health=camera_health(db, site_ids, state.settings.camera_offline_after_s),
         page_config=page_config,
     )
+
+
+@router.get(HEALTH_URL, response_class=HTMLResponse, include_in_schema=False)
+def health_fragment(
+    request: Request,
+    user: User = Depends(page_user),
+    db: Session = Depends(get_db),
+    state: AppState = Depends(get_state),
+) -> Response:
+    """The panel's camera health (count + banner), fetched again on a camera change."""
+    health = camera_health(db, scope(user), state.settings.camera_offline_after_s)
+    return render(request, "_health.html", user, health=health)
 
 
 @router.get("/alerts/{event_id}", response_class=HTMLResponse, include_in_schema=False)

@@ -156,9 +156,34 @@
     if (!document.hidden) { unseen = 0; document.title = baseTitle; }
   });
 
+  // Camera and detector health: the server renders the count and banner; a camera event on
+  // the stream (or every 10 s, for the "since" times) fetches them again.
+  var healthBusy = false;
+  function refreshHealth() {
+    if (healthBusy || !cfg.health_url) return;
+    healthBusy = true;
+    fetch(cfg.health_url, { credentials: "same-origin" })
+      .then(function (resp) { if (!resp.ok) throw new Error(String(resp.status)); return resp.text(); })
+      .then(function (html) {
+        var holder = document.createElement("div");
+        holder.innerHTML = html.trim();
+        var fresh = holder.querySelector("#health");
+        var old = document.getElementById("health");
+        if (!fresh || !old) return;
+        old.replaceWith(fresh);
+        var kpi = document.getElementById("kpi-cameras");
+        if (kpi) kpi.textContent = fresh.getAttribute("data-online") + "/" + fresh.getAttribute("data-total");
+        var box = document.getElementById("kpi-cameras-box");
+        if (box) box.classList.toggle("alert", fresh.getAttribute("data-ok") !== "true");
+      })
+      .catch(function () { /* the next event or tick tries again */ })
+      .then(function () { healthBusy = false; });
+  }
+  setInterval(refreshHealth, 10000);
+
   function connect() {
     var es = new EventSource(cfg.stream_url, { withCredentials: true });
-    es.addEventListener("open", function () { setLive("open"); });
+    es.addEventListener("open", function () { setLive("open"); refreshHealth(); });
     es.addEventListener("error", function () { setLive("error"); });
     function handle(kind, data) {
       var payload;
@@ -176,6 +201,7 @@
     ["violation", "review", "violation_end", "message"].forEach(function (name) {
       es.addEventListener(name, function (ev) { handle(name, ev.data); });
     });
+    es.addEventListener("camera", refreshHealth);
   }
   connect();
 
