@@ -205,7 +205,9 @@ class Runner:
                     if pipe.last_detections is not None:
                         # The scene did not change, so neither did what is in it: the tracker
                         # sees the last detections again (tracks mature, episodes go on).
-                        tracked = pipe.tracker.update(pipe.last_detections, frame.timestamp)
+                        tracked = pipe.tracker.update(
+                            pipe.last_detections, frame.timestamp, scene=frame.scene
+                        )
                         self._apply_rules(pipe, frame, tracked)
             except Exception:
                 self._camera_failed(pipe)
@@ -235,7 +237,9 @@ class Runner:
                 if self.shadow is not None:
                     self.shadow.observe(pipe.config.id, frame.image, detections, frame.timestamp)
                 pipe.last_detections = detections
-                tracked = pipe.tracker.update(detections, timestamp=frame.timestamp)
+                tracked = pipe.tracker.update(
+                    detections, timestamp=frame.timestamp, scene=frame.scene
+                )
                 self._apply_rules(pipe, frame, tracked)
             except Exception:
                 self._camera_failed(pipe)

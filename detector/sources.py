@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 State = Literal["online", "offline", "frozen"]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+# A scene cut on a stream: the mean absolute difference of two consecutive 32x18 grey thumbnails
+# (0-255). Workers walking, a crane swinging or exposure drifting stay far below it; another
+# picture altogether (a camera switched or moved, a video file starting over) is far above.
+SCENE_CUT_DIFF = 40.0
 
 
 class SourceError(RuntimeError):
@@ -44,6 +48,7 @@ class Frame:
     timestamp: float
     seq: int
     name: str = ""  # file name for image folders, else ""
+    scene: int = 0  # counts scene cuts: a new image of a folder, another picture on a stream
 
 
 class _Capture(Protocol):
@@ -208,6 +213,8 @@ class CameraReader:
         self._online = False
         self._same_since: float | None = None
         self._last_thumb: np.ndarray | None = None
+        self._last_name: str | None = None
+        self.scene = 0
         self._fps_window: list[float] = []
 
     # -- consumer side -------------------------------------------------------------------
@@ -307,16 +314,24 @@ class CameraReader:
     def _publish(self, image: np.ndarray, name: str) -> None:
         now = time.time()
         thumb = _thumb(image)
-        if self._last_thumb is not None and np.abs(thumb - self._last_thumb).mean() < 0.5:
+        diff = None if self._last_thumb is None else float(np.abs(thumb - self._last_thumb).mean())
+        if diff is not None and diff < 0.5:
             self._same_since = self._same_since or now
         else:
             self._same_since = None
-        self._last_thumb = thumb
+        # Tracks must not carry over to another picture: in an image folder every new file is
+        # a cut (unrelated photos), on a stream a large jump of the whole picture is.
+        if self._last_name is not None and (
+            name != self._last_name if name else (diff is not None and diff > SCENE_CUT_DIFF)
+        ):
+            self.scene += 1
+        self._last_thumb, self._last_name = thumb, name
         with self._lock:
             if self._slot is not None and self._slot.seq > self._taken_seq:
                 self.frames_dropped += 1
             self.seq += 1
-            self._slot = Frame(image=image, timestamp=now, seq=self.seq, name=name)
+            self._slot = Frame(image=image, timestamp=now, seq=self.seq, name=name,
+                               scene=self.scene)  # fmt: skip
             self.frames_read += 1
             self.last_frame_at = now
             self._fps_window.append(now)

@@ -7,6 +7,11 @@ its own ByteTrack so a head box never steals a person's track id. Other classes 
 are not tracked: the rules assign them to a tracked person by position; they pass through with
 `tracker_id` -1.
 
+A scene cut (`scene` changes: the next photo of an image folder, another picture on a stream,
+see `detector.sources`) starts every group's tracking afresh, so a worker in one photo never
+inherits the track (and the open episode, or its cooldown) of someone who stood at the same
+place in the previous one. Track ids keep counting up across cuts: an id is never reused.
+
 A model may carry per-class operating thresholds (`siteguard_class_conf`, e.g. helmet 0.2, head
 0.4); a group's tracker then starts and first-matches tracks at the lowest threshold of its
 classes, so every detection the evaluation counts can be tracked. Whether a bare head raises a
@@ -16,6 +21,7 @@ Example:
     >>> tracker = WorkerTracker(TrackingConfig(), head_classes={"head", "helmet"},
     ...                         person_classes={"person"})
     >>> tracked = tracker.update(detections, timestamp=12.5)   # tracker_id filled in
+    >>> tracked = tracker.update(detections, timestamp=12.7, scene=frame.scene)
 """
 
 from __future__ import annotations
@@ -52,6 +58,10 @@ class WorkerTracker:
         self.person_classes = person_classes
         self.thresholds = self._thresholds(operating_conf, class_conf or {})
         self._trackers = {group: self._new_tracker(group) for group in GROUPS}
+        self._id_base = dict.fromkeys(GROUPS, 0)  # raw ids of the current trackers start here
+        self._next_base = dict.fromkeys(GROUPS, 0)  # past every id handed out so far
+        self._scene: int | None = None
+        self.scene_cuts = 0
 
     def _classes(self, group: str) -> set[str]:
         return self.head_classes if group == "head" else self.person_classes
@@ -108,7 +118,20 @@ class WorkerTracker:
         groups[np.isin(names, list(self.person_classes))] = "person"
         return groups
 
-    def update(self, detections: sv.Detections, timestamp: float) -> sv.Detections:
+    def cut(self) -> None:
+        """Forget every track (a scene cut); later ids continue past the ones handed out."""
+        for group in GROUPS:
+            self._trackers[group] = self._new_tracker(group)
+            self._id_base[group] = self._next_base[group]
+        self.scene_cuts += 1
+
+    def update(
+        self, detections: sv.Detections, timestamp: float, scene: int | None = None
+    ) -> sv.Detections:
+        if scene is not None:
+            if self._scene is not None and scene != self._scene:
+                self.cut()
+            self._scene = scene
         names = detections.data.get("class_name", np.array([], dtype=str))
         groups = self._group_of(np.asarray(names))
         parts = []
@@ -119,6 +142,9 @@ class WorkerTracker:
                 continue  # nothing to match and nothing to age
             tracked = tracker.update(subset, timestamp=timestamp)
             ids = np.asarray(tracked.tracker_id if tracked.tracker_id is not None else [], int)
+            ids = np.where(ids >= 0, ids + self._id_base[group], -1)
+            if len(ids) and ids.max() >= self._next_base[group]:
+                self._next_base[group] = int(ids.max()) + 1
             tracked.tracker_id = np.where(ids >= 0, ids + offset * self.ID_STRIDE, -1)
             if len(tracked):
                 parts.append(tracked)

@@ -172,3 +172,54 @@ def test_http_mjpeg_stream_and_reconnect_after_it_ends(free_port: int, reader_fa
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _ListCapture:
+    """A stream that delivers the given frames and then ends."""
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self._frames = list(frames)
+
+    def read(self) -> tuple[np.ndarray, str] | None:
+        time.sleep(0.01)
+        return (self._frames.pop(0), "") if self._frames else None
+
+    def close(self) -> None:
+        pass
+
+
+def test_scene_cuts_new_photo_in_a_folder_and_another_picture_on_a_stream(
+    tmp_path: Path, reader_factory
+) -> None:
+    """Issue 19: frames carry a scene number, so tracks never leak across unrelated pictures."""
+    for i, frame in enumerate(_moving_frames(3)):
+        cv2.imwrite(str(tmp_path / f"{i:03d}.jpg"), frame)
+    reader = reader_factory(_camera(tmp_path, playback_fps=10, image_hold_s=0.5, loop=False))
+    scenes: dict[str, set[int]] = {}
+    seq, deadline = 0, time.monotonic() + 30
+    while not reader.finished and time.monotonic() < deadline:
+        frame = reader.latest(seq)
+        if frame is not None:
+            seq = frame.seq
+            scenes.setdefault(frame.name, set()).add(frame.scene)
+        time.sleep(0.02)
+    # each photo is one scene however often it is shown; the next photo is the next scene
+    # (the three pictures differ only by a moving box: a stream would not cut there)
+    assert scenes == {"000.jpg": {0}, "001.jpg": {1}, "002.jpg": {2}}
+
+    yard = _moving_frames(6)  # a worker walking: no cut
+    other = [np.full((240, 320, 3), 230, np.uint8)] * 3  # another picture altogether
+    seen: list[int] = []
+    scripted = CameraReader(
+        CameraConfig(id="cam2", source="rtsp://cam/stream"),
+        on_frame=lambda _cam: seen.append(scripted.scene),
+        opener=lambda *_: _ListCapture(yard + other + yard[:2]),
+    )
+    scripted.start()
+    try:
+        wait_until(lambda: len(seen) >= len(yard) + len(other) + 2, timeout=30)
+    finally:
+        scripted.stop()
+    assert seen[: len(yard)] == [0] * len(yard)
+    assert seen[len(yard) : len(yard) + 3] == [1, 1, 1]
+    assert seen[len(yard) + 3 : len(yard) + 5] == [2, 2]
