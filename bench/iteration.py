@@ -122,11 +122,19 @@ def event_id(image: Path) -> str:
 
 
 def post_and_review(
-    url: str, tokens: dict[str, str], v1: Path, field: list[Path], corrects: float
+    url: str,
+    tokens: dict[str, str],
+    v1: Path,
+    field: list[Path],
+    corrects: float,
+    review_iou: float = 0.5,
 ) -> dict[str, int]:
-    """v1 on every field image -> alerts (real ingest) -> simulated reviews -> samples."""
+    """v1 on every field image -> alerts (real ingest) -> simulated reviews -> samples.
+
+    `corrects` is the share of THESE images' samples whose labels trainers replace with the
+    ground truth; `review_iou` how much a flagged box must overlap a labelled head to count."""
     detector = OnnxDetector(v1)
-    reviewer = GroundTruthReviewer(field)
+    reviewer = GroundTruthReviewer(field, iou_threshold=review_iou)
     counts = {"images": len(field), "alerts": 0, "confirmed": 0, "helmet": 0, "background": 0}
     counts["corrected"] = 0
     det_http = httpx.Client(base_url=url, headers={"X-API-Key": tokens["detector"]}, timeout=60)
@@ -172,8 +180,9 @@ def post_and_review(
         trainer = httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {tokens['trainer']}"}, timeout=60
         )
-        items = trainer.get("/api/v1/samples", params={"limit": 5000}).json()["items"]
         by_name = {event_id(p): p for p in field}
+        items = trainer.get("/api/v1/samples", params={"limit": 5000}).json()["items"]
+        items = [item for item in items if item["event_id"] in by_name]  # this round's only
         for item in items[: round(corrects * len(items))]:
             truth = reviewer.labels(by_name[item["event_id"]])
             r = trainer.put(f"/api/v1/samples/{item['id']}/labels", json={"boxes": truth})

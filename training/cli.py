@@ -102,6 +102,15 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
         default="worker_accuracy",
         help="what --class-conf-grid maximises (strict also counts stray helmet boxes)",
     )
+    p.add_argument(
+        "--tiles",
+        type=int,
+        default=0,
+        metavar="GRID",
+        help="tiled inference as a camera with `tiling` runs it: GRID x GRID tiles + the full "
+        "frame (.onnx only; default 0: off)",
+    )
+    p.add_argument("--tile-overlap", type=float, default=0.2, help="with --tiles (default 0.2)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
     p.set_defaults(handler=_evaluate)
@@ -134,6 +143,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                 class_conf_grid=args.class_conf_grid,
                 matching=args.matching,
                 rank_by=args.rank_by,
+                tiles=args.tiles,
+                tile_overlap=args.tile_overlap,
             )
         )
     text = json.dumps(figures, indent=2)
@@ -162,6 +173,10 @@ def _summary(f: dict) -> str:
             f"  {name:<10} AP50 {row['ap50']:.3f}  P {row['precision']:.3f}  "
             f"R {row['recall']:.3f}  ({row['instances']} boxes)"
         )
+    if f.get("tiling"):
+        t = f["tiling"]
+        full = " + full frame" if t["full_frame"] else ""
+        lines.append(f"  tiled: {t['grid']}x{t['grid']} tiles, overlap {t['overlap']}{full}")
     if f.get("class_conf"):
         per_class = ", ".join(f"{k} {v}" for k, v in f["class_conf"].items())
         lines.append(f"  operating thresholds: {per_class}, others {f['conf']}")
@@ -217,6 +232,13 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-split", default="test")
     p.add_argument("--class-map", default=None, help="for evaluation, dataset=model names")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate N images only")
+    p.add_argument(
+        "--cross-data",
+        type=Path,
+        default=None,
+        help="also evaluate on a second source (coverage matching), stored as cross_source",
+    )
+    p.add_argument("--cross-split", default="test", help="split of --cross-data")
     p.set_defaults(handler=_export)
 
 
@@ -240,6 +262,8 @@ def _export(args: argparse.Namespace) -> int:
                 eval_split=args.eval_split,
                 class_map=args.class_map,
                 eval_limit=args.eval_limit,
+                cross_data=args.cross_data,
+                cross_split=args.cross_split,
             )
         )
     print(f"onnx: {result.onnx} ({result.onnx.stat().st_size / 1e6:.1f} MB)")

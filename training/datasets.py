@@ -258,7 +258,7 @@ def import_dataset(
         raise
 
 
-def _in_share(image: Path, share: float) -> bool:
+def in_stable_share(image: Path, share: float) -> bool:
     """A stable pseudo-random choice of `share` of the images, by a hash of the file name."""
     digest = hashlib.sha256(image.name.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < share
@@ -297,7 +297,7 @@ def merge_datasets(
             prefix = f"v{index}"
             for sample in tqdm(yolo_samples(data_yaml), desc=f"merge {source.name}"):
                 if index == 0:
-                    if sample.split != "train" or _in_share(sample.image, base_train_share):
+                    if sample.split != "train" or in_stable_share(sample.image, base_train_share):
                         writer.add(sample, prefix=prefix)
                     continue
                 copies = repeat if sample.split == "train" else 1

@@ -38,6 +38,11 @@ class ExportOptions:
     eval_split: str = "test"
     class_map: str | None = None
     eval_limit: int | None = None
+    # A second source scored the same way and stored as `cross_source` beside the main figures
+    # (coverage matching: it may label boxes in another convention); e.g. a site's held-back
+    # groups. Model cards and the panel show both.
+    cross_data: Path | None = None
+    cross_split: str = "test"
 
 
 @dataclass
@@ -97,6 +102,8 @@ def export_command(options: ExportOptions, imgsz: int) -> str:
         parts.append(f"--int8 --calib {options.calib} --calib-images {options.calib_images}")
     if options.eval_data:
         parts.append(f"--eval-data {options.eval_data} --eval-split {options.eval_split}")
+    if options.cross_data:
+        parts.append(f"--cross-data {options.cross_data} --cross-split {options.cross_split}")
     if options.class_map:
         parts.append(f"--class-map {options.class_map}")
     return " ".join(parts)
@@ -144,8 +151,14 @@ def export(options: ExportOptions) -> ExportResult:
     for stale in (out.with_suffix(".eval.json"), int8_out.with_suffix(".eval.json")):
         stale.unlink(missing_ok=True)  # figures of a previous model must not outlive it
     export_onnx(weights, out, imgsz)
+    from training.model_card import architecture
+
+    version = options.model_version or default_version(out)
+    arch = architecture(read_metadata(out).get("description", ""))
     meta = {
-        "siteguard_version": options.model_version or default_version(out),
+        # Ultralytics writes the path of the machine it ran on here; say what the model is.
+        "description": f"SiteGuard PPE detector {version} ({arch} model, AGPL-3.0)",
+        "siteguard_version": version,
         "dataset_version": options.dataset_version or run_dataset_version(weights) or "unknown",
         "siteguard_export": json.dumps(
             {"command": export_command(options, imgsz), "weights": str(weights)}
@@ -189,9 +202,23 @@ def _evaluate_and_embed(model: Path, options: ExportOptions) -> dict[str, Any]:
             limit=options.eval_limit,
         )
     )
+    compact = compact_metrics(figures)
+    if options.cross_data is not None:
+        figures["cross_source"] = evaluate(
+            EvalOptions(
+                model=model,
+                data=options.cross_data,
+                split=options.cross_split,
+                conf=options.conf,
+                class_conf=options.class_conf,
+                limit=options.eval_limit,
+                matching="coverage",
+            )
+        )
+        compact["cross_source"] = compact_metrics(figures["cross_source"])
     eval_path = model.with_suffix(".eval.json")
     eval_path.write_text(json.dumps(figures, indent=2) + "\n")
-    write_metadata(model, {"metrics": json.dumps(compact_metrics(figures))})
+    write_metadata(model, {"metrics": json.dumps(compact)})
     log.info("wrote %s", eval_path)
     return figures
 
@@ -204,10 +231,13 @@ def compact_metrics(figures: dict[str, Any]) -> dict[str, Any]:
         "map50",
         "map50_95",
         "worker_accuracy",
+        "strict_worker_accuracy",
         "violation_precision",
         "violation_recall",
         "workers",
         "false_alarms",
+        "stray_helmets",
+        "matching",
         "conf",
         "class_conf",
     )

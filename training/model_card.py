@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import platform
+import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -154,8 +155,43 @@ def train_command(facts: dict[str, Any]) -> str | None:
 
 
 def _architecture(meta: dict[str, str]) -> str:
-    """'Ultralytics YOLO11n model trained on /long/path' -> 'Ultralytics YOLO11n'."""
-    return meta.get("description", "Ultralytics YOLO").split(" model")[0].strip()
+    """'... Ultralytics YOLO11n model ...' -> 'Ultralytics YOLO11n'."""
+    return architecture(meta.get("description", ""))
+
+
+def architecture(description: str) -> str:
+    """The Ultralytics architecture named in an ONNX description ('Ultralytics YOLO11n')."""
+    found = re.search(r"Ultralytics YOLO\w*", description)
+    return found.group(0) if found else "Ultralytics YOLO"
+
+
+# Licences of the data sets a model may be trained on, by their folder under ../shared/data:
+# a model trained on CC BY data carries the attribution wherever it ships.
+DATA_SOURCES = {
+    "hardhat-workers": "Hard Hat Workers (Northeastern University, China; Harvard Dataverse "
+    "doi:10.7910/DVN/7CBGOS, Roboflow export hard-hat-workers-ea2v7 v1): public domain",
+    "construction-site-safety": "Construction Site Safety (Roboflow Universe, "
+    "roboflow-universe-projects, export v28): CC BY 4.0, "
+    "https://creativecommons.org/licenses/by/4.0/",
+}
+
+
+def training_sources(facts: dict[str, Any]) -> list[str]:
+    """The known data sources behind a run's train images (their symlinks' targets)."""
+    args = facts.get("args") or {}
+    data = args.get("data")
+    if not data or not Path(data).is_file():
+        return []
+    from training.data_yaml import load_data_yaml
+    from training.labels import list_images
+
+    try:
+        train = load_data_yaml(data).get("train")
+        images = list_images(train) if train else []
+    except (OSError, ValueError):
+        return []
+    parts = {part for image in images for part in image.resolve().parts}
+    return [text for folder, text in DATA_SOURCES.items() if folder in parts]
 
 
 def _data_lines(fp32: dict[str, Any] | None, model_dataset: str | None) -> list[str]:
@@ -203,10 +239,13 @@ def _figures_table(fp32: dict[str, Any], int8: dict[str, Any] | None) -> list[st
         ("mAP50", "map50"),
         ("mAP50-95", "map50_95"),
         ("worker accuracy", "worker_accuracy"),
+        ("strict worker accuracy (stray helmet boxes count too)", "strict_worker_accuracy"),
         ("violation precision", "violation_precision"),
         ("violation recall", "violation_recall"),
     ]
     for label, key in rows:
+        if key not in fp32:
+            continue  # evaluation JSON written before the figure existed
         line = f"| {label} | {fp32[key]:.3f} |"
         if int8:
             line += f" {int8[key]:.3f} | {100 * (int8[key] - fp32[key]):+.1f} |"
@@ -216,6 +255,39 @@ def _figures_table(fp32: dict[str, Any], int8: dict[str, Any] | None) -> list[st
         line += f" {int8['inference_ms_per_image']:.1f} | |"
     lines.append(line)
     return lines
+
+
+def _per_class_table(figures: dict[str, Any]) -> list[str]:
+    lines = ["| class | instances | AP50 | precision | recall |", "|---|---:|---:|---:|---:|"]
+    for name, row in figures["per_class"].items():
+        lines.append(
+            f"| {name} | {row['instances']} | {row['ap50']:.3f} | {row['precision']:.3f} | "
+            f"{row['recall']:.3f} |"
+        )
+    return lines
+
+
+def _cross_source_lines(fp32: dict[str, Any], int8: dict[str, Any] | None) -> list[str]:
+    """The second source, scored the same way (`siteguard export --cross-data`)."""
+    cross = fp32.get("cross_source")
+    if not cross:
+        return []
+    cross8 = (int8 or {}).get("cross_source")
+    return [
+        "",
+        "### Another source: images of sites the model was not tuned on",
+        "",
+        f"On the **{cross['split']}** split of `{_rel(Path(cross['data']).parent)}` "
+        f"({cross['images']} images, {cross['workers']} workers; split by group, so no clip or "
+        f"source photo of it was trained or tuned on), at the same thresholds. Matching: "
+        f"**{cross.get('matching', 'iou')}** (this source boxes hats and hair, not whole heads; "
+        "see `training/worker_metrics.py`). One worker is "
+        f"{100 / max(cross['workers'], 1):.1f} points of worker accuracy here.",
+        "",
+        *_figures_table(cross, cross8),
+        "",
+        *_per_class_table(cross),
+    ]
 
 
 def render(options: CardOptions) -> str:
@@ -285,13 +357,8 @@ def render(options: CardOptions) -> str:
             f"{_thresholds_text(fp32)}, IoU {fp32['match_iou']} (definitions: "
             f"`training/worker_metrics.py`)."
         )
-        lines += [""] + _figures_table(fp32, int8_eval) + [""]
-        lines += ["| class | instances | AP50 | precision | recall |", "|---|---:|---:|---:|---:|"]
-        for name, row in fp32["per_class"].items():
-            lines.append(
-                f"| {name} | {row['instances']} | {row['ap50']:.3f} | {row['precision']:.3f} | "
-                f"{row['recall']:.3f} |"
-            )
+        lines += [""] + _figures_table(fp32, int8_eval) + [""] + _per_class_table(fp32)
+        lines += _cross_source_lines(fp32, int8_eval)
     else:
         lines.append("Not evaluated: run `siteguard evaluate --json` and pass `--eval`.")
     lines += ["", "## Speed", ""]
@@ -311,11 +378,16 @@ def render(options: CardOptions) -> str:
             f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, onnxruntime CPU; "
             "measured while other work may share the CPUs, so treat as pessimistic."
         )
+    sources = training_sources(facts)
+    if sources:
+        lines += ["", "## Data sources and attribution", ""]
+        lines += [f"- {source}" for source in sources]
     lines += ["", "## Limits", ""]
     lines += [
-        "- Trained and tested on one public dataset (Hard Hat Workers): mostly small daytime "
-        "photos (about 500x333); the test split is in-distribution, so expect lower figures on "
-        "your own cameras until you retrain with reviewed samples from them.",
+        "- Trained on public photos (Hard Hat Workers: small daytime photos of about 500x333; "
+        "where listed above, Construction Site Safety: mixed sites, video frames, close-ups). "
+        "Expect lower figures on your own cameras until you retrain with reviewed samples "
+        "from them (docs/iteration.md).",
         "- `person` is rarely labelled in the data; do not rely on it for counting people.",
         "- No harness or vest classes: this model only judges hard hats.",
         "- Small, distant or occluded heads are the main source of misses; non-hard-hat "

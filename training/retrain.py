@@ -3,18 +3,23 @@ export -> a registered candidate, in one command.
 
 The steps, each done by the module that owns it:
 
-1. pull the reviewed samples from the service as a YOLO zip (`GET /api/v1/samples/export`);
+1. pull the reviewed samples from the service as a YOLO zip (`GET /api/v1/samples/export`):
+   reviewed alerts' frames, and audit frames (random frames a detector sent) that trainers
+   labelled;
 2. hold back a fixed share of them for field evaluation: a sample is held back when the sha256 of
-   its event id falls below `holdout` (`is_held_back`), so the same sample is held back in every
-   retrain and never trained on;
+   its event id (an audit frame's audit id) falls below `holdout` (`is_held_back`), so the same
+   sample is held back in every retrain and never trained on; held-back audit frames form a set
+   of their own (`audit`), the others are trained on like any sample;
 3. build the new dataset version: the base dataset + the other samples in its train split
    (`training.datasets.merge_datasets`, manifests with parents);
 4. fine-tune from the base model's own `.pt` (downloaded from the registry, `training.train`);
 5. export ONNX (`training.export`);
 6. evaluate the candidate AND the base model, through the production detector, on the fixed
-   benchmark split (the base dataset's `test`) and on the held-back field samples;
+   benchmark split (the base dataset's `test`), on the held-back field samples and on the
+   held-back labelled audit frames (the figures that see missed bare heads);
 7. register the candidate with its .pt, dataset version and every figure:
-   `{"benchmark", "field", "baseline": {"version", "benchmark", "field"}, "retrain": {...}}`.
+   `{"benchmark", "field", "audit", "baseline": {"version", "benchmark", "field", "audit"},
+   "retrain": {...}}`.
    The service's promotion gate (service/gate.py) compares exactly these.
 
 Example:
@@ -69,6 +74,18 @@ class RetrainOptions:
     benchmark_split: str = "test"
     eval_limit: int | None = None
     notes: str = ""
+    # The fine-tune's schedule, as `siteguard train` takes it (None/"auto": Ultralytics' choice,
+    # which warms up for 3 epochs: most of a short retrain). Continuing from a fine-tuned model
+    # wants a small lr0, no warm-up and cosine decay.
+    optimizer: str = "auto"
+    lr0: float | None = None
+    warmup_epochs: float | None = None
+    cos_lr: bool = False
+    repeat_samples: int = 1  # list each training sample N times (a few samples vs a large base)
+    # More labelled sets to score candidate and base on, {name: (data.yaml, split)}: e.g. a
+    # site's held-back groups. Matched by coverage (training/worker_metrics.py), so a set
+    # labelled in another box convention still scores fairly; stored under metrics[name].
+    also_evaluate: dict[str, tuple[Path, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,11 +111,14 @@ class SampleSplit:
     field: Path | None  # dataset folder with the held-back samples (test split)
     trained: int
     held_back: int
+    audit: Path | None = None  # the held-back labelled audit frames (test split)
+    audit_held_back: int = 0
 
 
 def split_samples(zip_path: Path, out: Path, holdout: float) -> SampleSplit:
-    """Unpack the service's sample zip and write two dataset versions: the samples to train on
-    and the held-back ones. Labels are read and validated by `training.datasets`."""
+    """Unpack the service's sample zip and write the dataset versions: the samples to train on,
+    the held-back reviewed samples and the held-back audit frames (manifest `kind` "audit").
+    Labels are read and validated by `training.datasets`."""
     from training.datasets import DatasetWriter, Sample, extract_zip, yolo_samples
 
     source = extract_zip(zip_path, out / "samples-zip")
@@ -106,26 +126,32 @@ def split_samples(zip_path: Path, out: Path, holdout: float) -> SampleSplit:
     if not entries:
         return SampleSplit(None, None, 0, 0)
     event_of = {Path(e["image"]).name: str(e["event_id"]) for e in entries}
-    train_writer = DatasetWriter(out / "samples-train")
-    field_writer = DatasetWriter(out / "samples-field")
-    counts = {"train": 0, "test": 0}
+    audits = {Path(e["image"]).name for e in entries if e.get("kind") == "audit"}
+    writers = {
+        "train": DatasetWriter(out / "samples-train"),
+        "test": DatasetWriter(out / "samples-field"),
+        "audit": DatasetWriter(out / "samples-audit"),
+    }
+    counts = {"train": 0, "test": 0, "audit": 0}
     for sample in yolo_samples(source / "data.yaml"):
         event_id = event_of.get(sample.image.name)
         if event_id is None:
             raise RetrainError(f"{zip_path}: {sample.image.name} is not in manifest.json")
-        split = "test" if is_held_back(event_id, holdout) else "train"
-        writer = field_writer if split == "test" else train_writer
-        writer.add(Sample(split, sample.image, sample.rows))
-        counts[split] += 1
-    if counts["train"]:
-        train_writer.finish("field-samples")
-    if counts["test"]:
-        field_writer.finish("field-holdout")
+        held = is_held_back(event_id, holdout)
+        to = "train" if not held else "audit" if sample.image.name in audits else "test"
+        writers[to].add(Sample("train" if to == "train" else "test", sample.image, sample.rows))
+        counts[to] += 1
+    names = {"train": "field-samples", "test": "field-holdout", "audit": "audit-holdout"}
+    for to, writer in writers.items():
+        if counts[to]:
+            writer.finish(names[to])
     return SampleSplit(
-        train_writer.out if counts["train"] else None,
-        field_writer.out if counts["test"] else None,
+        writers["train"].out if counts["train"] else None,
+        writers["test"].out if counts["test"] else None,
         counts["train"],
         counts["test"],
+        writers["audit"].out if counts["audit"] else None,
+        counts["audit"],
     )
 
 
@@ -140,12 +166,19 @@ def _evaluate(
     limit: int | None,
     conf: float | None,
     class_conf: str | None = None,
+    matching: str = "iou",
 ) -> dict[str, Any]:
     from training.evaluate import EvalOptions, evaluate
 
     return evaluate(
         EvalOptions(
-            model=model, data=data, split=split, limit=limit, conf=conf, class_conf=class_conf
+            model=model,
+            data=data,
+            split=split,
+            limit=limit,
+            conf=conf,
+            class_conf=class_conf,
+            matching=matching,
         )
     )
 
@@ -170,7 +203,7 @@ def _base_files(client: Any, options: RetrainOptions, work: Path) -> tuple[Path,
         ) from exc
 
 
-def build_dataset(split: SampleSplit, base_data: Path | None, out: Path) -> Path:
+def build_dataset(split: SampleSplit, base_data: Path | None, out: Path, repeat: int = 1) -> Path:
     """The new dataset version's data.yaml: base + training samples (or the samples alone)."""
     from training.datasets import merge_datasets
 
@@ -187,7 +220,7 @@ def build_dataset(split: SampleSplit, base_data: Path | None, out: Path) -> Path
     if split.train is None:
         log.warning("every sample is held back for evaluation; training on the base data only")
         return base_data
-    merge_datasets(base_data, [split.train], out, name="retrain")
+    merge_datasets(base_data, [split.train], out, name="retrain", repeat=repeat)
     return out / "data.yaml"
 
 
@@ -213,10 +246,12 @@ def retrain(options: RetrainOptions) -> RetrainResult:
         log.info("pulling reviewed samples from %s", options.url)
         archive = client.export_samples(work / "samples.zip", since=options.since)
         split = split_samples(archive, work, options.holdout)
-        if split.trained + split.held_back == 0:
+        if split.trained + split.held_back + split.audit_held_back == 0:
             raise RetrainError("the service has no reviewed samples yet (review some alerts)")
-        log.info("%d samples: %d to train on, %d held back", *_counts(split))
-        data = build_dataset(split, options.base_data, work / "dataset")
+        log.info(
+            "%d samples: %d to train on, %d held back, %d audit frames held back", *_counts(split)
+        )
+        data = build_dataset(split, options.base_data, work / "dataset", options.repeat_samples)
         data_version = dataset_version(data)
         run_dir = train(
             TrainOptions(
@@ -237,6 +272,10 @@ def retrain(options: RetrainOptions) -> RetrainResult:
                 cache=options.cache,
                 project=work,
                 name="train",
+                optimizer=options.optimizer,
+                lr0=options.lr0,
+                warmup_epochs=options.warmup_epochs,
+                cos_lr=options.cos_lr,
             )
         )
         weights = run_dir / "weights" / "best.pt"
@@ -259,6 +298,7 @@ def retrain(options: RetrainOptions) -> RetrainResult:
             "samples": split.trained + split.held_back,
             "trained_samples": split.trained,
             "held_back_samples": split.held_back,
+            "held_back_audit_frames": split.audit_held_back,
             "holdout": options.holdout,
             "since": options.since,
             "epochs": options.epochs,
@@ -268,6 +308,11 @@ def retrain(options: RetrainOptions) -> RetrainResult:
             "conf": conf,
             "class_conf": class_conf,
             "fraction": options.fraction,
+            "repeat_samples": options.repeat_samples,
+            "optimizer": options.optimizer,
+            "lr0": options.lr0,
+            "warmup_epochs": options.warmup_epochs,
+            "cos_lr": options.cos_lr,
             "dataset_version": data_version,
         }
         (work / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -282,8 +327,9 @@ def retrain(options: RetrainOptions) -> RetrainResult:
     return RetrainResult(version, data_version, onnx, weights, metrics, record)
 
 
-def _counts(split: SampleSplit) -> tuple[int, int, int]:
-    return split.trained + split.held_back, split.trained, split.held_back
+def _counts(split: SampleSplit) -> tuple[int, int, int, int]:
+    held = split.held_back + split.audit_held_back
+    return split.trained + held, split.trained, split.held_back, split.audit_held_back
 
 
 def _inherited(options: RetrainOptions, base_onnx: Path) -> tuple[int, float | None, str | None]:
@@ -312,12 +358,19 @@ def _metrics(
     metrics: dict[str, Any] = {"baseline": {"version": options.base_model}}
     sets = []
     if options.base_data is not None:
-        sets.append(("benchmark", options.base_data, options.benchmark_split))
+        sets.append(("benchmark", options.base_data, options.benchmark_split, "iou"))
     if split.field is not None:
-        sets.append(("field", split.field / "data.yaml", "test"))
-    for key, data, data_split in sets:
+        sets.append(("field", split.field / "data.yaml", "test", "iou"))
+    if split.audit is not None:  # labelled by trainers in the box editor: the model's convention
+        sets.append(("audit", split.audit / "data.yaml", "test", "iou"))
+    for name, (data, data_split) in options.also_evaluate.items():
+        if name in ("benchmark", "field", "audit", "baseline", "retrain"):
+            raise RetrainError(f"--also-evaluate name {name!r} is taken; choose another")
+        sets.append((name, data, data_split, "coverage"))
+    for key, data, data_split, matching in sets:
         limit = options.eval_limit
-        metrics[key] = compact(_evaluate(onnx, data, data_split, limit, conf, class_conf))
-        base = _evaluate(base_onnx, data, data_split, limit, conf, class_conf)
+        figures = _evaluate(onnx, data, data_split, limit, conf, class_conf, matching)
+        metrics[key] = compact(figures)
+        base = _evaluate(base_onnx, data, data_split, limit, conf, class_conf, matching)
         metrics["baseline"][key] = compact(base)
     return metrics

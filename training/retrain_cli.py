@@ -54,8 +54,42 @@ def register_retrain(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--benchmark-split", default="test")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate N images per set")
     p.add_argument("--notes", default="")
+    p.add_argument("--optimizer", default="auto", help="SGD, AdamW, ... (auto: Ultralytics')")
+    p.add_argument("--lr0", type=float, default=None, help="initial learning rate")
+    p.add_argument("--warmup-epochs", type=float, default=None, help="default: Ultralytics' 3")
+    p.add_argument("--cos-lr", action="store_true", help="cosine learning-rate decay")
+    p.add_argument(
+        "--repeat-samples",
+        type=int,
+        default=1,
+        help="list each training sample N times (a few field samples beside a large base)",
+    )
+    p.add_argument(
+        "--also-evaluate",
+        action="append",
+        default=[],
+        metavar="NAME=DATA_YAML[:SPLIT]",
+        help="also score candidate and base on this labelled set (coverage matching), e.g. "
+        "site=data/site/data.yaml:test; repeatable",
+    )
     p.add_argument("--json", action="store_true", help="print the registered record as JSON")
     p.set_defaults(handler=_retrain)
+
+
+def _named_sets(items: list[str]) -> dict[str, tuple[Path, str]]:
+    """`NAME=DATA_YAML[:SPLIT]` items -> {name: (data.yaml, split)}; split defaults to test."""
+    from siteguard.cli import CliError
+
+    sets: dict[str, tuple[Path, str]] = {}
+    for item in items:
+        name, sep, target = item.partition("=")
+        path, _, split = target.rpartition(":") if ":" in target else (target, "", "test")
+        if not sep or not name or not path:
+            raise CliError(f"--also-evaluate {item!r}: expected NAME=DATA_YAML[:SPLIT]")
+        if not Path(path).is_file():
+            raise CliError(f"--also-evaluate {item!r}: data YAML not found: {path}")
+        sets[name] = (Path(path), split or "test")
+    return sets
 
 
 def _retrain(args: argparse.Namespace) -> int:
@@ -92,6 +126,12 @@ def _retrain(args: argparse.Namespace) -> int:
         benchmark_split=args.benchmark_split,
         eval_limit=args.eval_limit,
         notes=args.notes,
+        optimizer=args.optimizer,
+        lr0=args.lr0,
+        warmup_epochs=args.warmup_epochs,
+        cos_lr=args.cos_lr,
+        repeat_samples=args.repeat_samples,
+        also_evaluate=_named_sets(args.also_evaluate),
     )
     try:
         result = retrain(options)
@@ -103,7 +143,7 @@ def _retrain(args: argparse.Namespace) -> int:
         print(json.dumps(result.record, indent=2, default=str))
         return 0
     print(f"registered candidate {result.version} (dataset {result.dataset_version})")
-    for key in ("benchmark", "field"):
+    for key in ("benchmark", "field", *options.also_evaluate):
         cand, base = result.metrics.get(key), result.metrics["baseline"].get(key)
         if cand and base:
             print(

@@ -1,0 +1,214 @@
+"""The loop on a NEW site, for real: v1.1 meets the second source, reviews -> retrain, N times.
+
+The second source (Construction Site Safety, our group split: `siteguard dataset import ...
+--split-by-group`, see docs/iteration.md) plays a site the shipped model has never seen. Its
+train groups arrive in N batches (whole groups, in a fixed order), like weeks of footage:
+
+    for each batch:  the live model runs on the batch's frames -> alerts (real ingest)
+                     -> managers review them -> trainers correct the samples' boxes
+                     -> `siteguard retrain` (base data + every sample so far) -> candidate
+                     -> the service's gate -> promoted when it passes (else the live model stays)
+
+Every version is scored on the site's held-back groups (its `test` split, never trained on or
+tuned on; coverage matching) and on the Hard Hat Workers test split (the benchmark), through
+the production detector. The site figures are stored in the service's own records
+(`metrics["site"]`), so the panel's Model accuracy page draws the same curve.
+
+What is real: the service, the detector's inference (`OnnxDetector`), ingest, review, the
+sample export, `retrain` (fine-tune, export, evaluation), the registry and its gate.
+What is SIMULATED, and reported as such (`training.review_sim`): the detector loop (one alert
+per frame that shows a bare head, for its surest head), the managers (each alert judged from
+the labels) and the trainers (a share of the samples gets the labelled boxes, as a trainer
+would draw them in the box editor).
+
+    .venv/bin/python bench/site_iteration.py --site data/css/data.yaml \\
+        --groups ../shared/data/construction-site-safety/groups.csv --iterations 3 \\
+        --epochs 3 --base-train-share 0.1 --repeat-samples 4 --work var/site-iteration
+
+Writes WORK/site_iteration.json and prints the markdown table for docs/iteration.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.iteration import post_and_review, start_service  # noqa: E402
+from training.datasets import DatasetWriter, Sample, in_stable_share  # noqa: E402
+from training.group_split import read_groups, split_of_group  # noqa: E402
+from training.labels import label_path_for, list_images, read_labels  # noqa: E402
+
+FIGURES = ("worker_accuracy", "violation_recall", "violation_precision", "workers")
+
+
+def base_dataset(hardhat: Path, site: dict[str, Any], out: Path, share: float) -> Path:
+    """The retrain's base: a stable share of Hard Hat Workers train (replay), Hard Hat Workers
+    valid + the site's val groups (best-epoch choice sees both), Hard Hat Workers test."""
+    writer = DatasetWriter(out)
+    replay = [p for p in list_images(hardhat / "train" / "images") if in_stable_share(p, share)]
+    for split, images in (
+        ("train", replay),
+        ("val", list_images(hardhat / "valid" / "images") + list_images(site["val"])),
+        ("test", list_images(hardhat / "test" / "images")),
+    ):
+        for image in images:
+            writer.add(Sample(split, image, read_labels(label_path_for(image), 3)))
+    writer.finish("hardhat-replay+site-val")
+    return out / "data.yaml"
+
+
+def site_batches(site: dict[str, Any], groups: Path, count: int) -> list[list[Path]]:
+    """The site's train images in `count` batches of whole groups (a fixed, seeded order)."""
+    group_of = read_groups(groups)
+    fractions = {str(i): 1 / count for i in range(count)}
+    batches: list[list[Path]] = [[] for _ in range(count)]
+    for image in list_images(site["train"]):
+        batches[int(split_of_group(group_of[image.stem], fractions, seed=1))].append(image)
+    return batches
+
+
+def score(
+    model: Path, data: Path, split: str, matching: str, limit: int | None = None
+) -> dict[str, Any]:
+    from training.evaluate import EvalOptions, evaluate
+    from training.export import compact_metrics
+
+    options = EvalOptions(model, data, split=split, matching=matching, limit=limit)
+    return compact_metrics(evaluate(options))
+
+
+def _row(version: str, site: dict[str, Any], bench: dict[str, Any], note: str) -> str:
+    cells = [f"{site[k]:.3f}" if k != "workers" else str(site[k]) for k in FIGURES]
+    return (
+        f"| {version} | {' | '.join(cells)} | {bench['worker_accuracy']:.3f} | "
+        f"{bench['per_class']['head']['ap50']:.3f} | {note} |"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    shared = Path(os.environ.get("SITEGUARD_SHARED", "../shared"))
+    parser.add_argument("--v1", type=Path, default=Path("models/siteguard-ppe.onnx"))
+    parser.add_argument("--v1-weights", type=Path, default=Path("models/siteguard-ppe.pt"))
+    parser.add_argument("--site", type=Path, required=True, help="the site's grouped data.yaml")
+    parser.add_argument(
+        "--groups", type=Path, default=shared / "data/construction-site-safety/groups.csv"
+    )
+    parser.add_argument("--hardhat", type=Path, default=shared / "data" / "hardhat-workers")
+    parser.add_argument("--work", type=Path, default=Path("var/site-iteration"))
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--hours", type=float, default=None, help="time budget per retrain")
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--base-train-share", type=float, default=0.1)
+    parser.add_argument("--repeat-samples", type=int, default=4)
+    parser.add_argument("--lr0", type=float, default=0.001, help="AdamW, no warm-up, cosine")
+    parser.add_argument("--trainer-corrects", type=float, default=1.0)
+    parser.add_argument("--review-iou", type=float, default=0.3)
+    parser.add_argument("--holdout", type=float, default=0.2)
+    parser.add_argument("--eval-limit", type=int, default=None, help="smoke runs only")
+    args = parser.parse_args()
+    from training.data_yaml import load_data_yaml
+
+    site = load_data_yaml(args.site)
+    work = args.work.absolute()
+    if work.exists():
+        raise SystemExit(f"{work} exists; remove it or pass another --work")
+    work.mkdir(parents=True)
+    started = time.monotonic()
+    base_yaml = base_dataset(args.hardhat, site, work / "base", args.base_train_share)
+    batches = site_batches(site, args.groups, args.iterations)
+    proc, url, tokens = start_service(work, args.port)
+    versions: list[dict[str, Any]] = []
+    try:
+        from training.registry import RegistryClient, register_model_file
+        from training.retrain import RetrainOptions, retrain
+
+        with RegistryClient(url, tokens["admin"]) as admin:
+            live = register_model_file(admin, args.v1, weights=args.v1_weights)["version"]
+            admin.promote(live)
+            site_fig = score(args.v1, args.site, "test", "coverage", args.eval_limit)
+            bench_fig = score(args.v1, base_yaml, "test", "iou", args.eval_limit)
+            admin.update_metrics(live, {"site": site_fig})
+        live_onnx = args.v1
+        versions.append({"version": live, "site": site_fig, "benchmark": bench_fig, "note": "v1.1"})
+        for index, batch in enumerate(batches, start=1):
+            counts = post_and_review(
+                url, tokens, live_onnx, batch, args.trainer_corrects, args.review_iou
+            )
+            print(f"batch {index}: {len(batch)} frames, reviews (simulated): {counts}", flush=True)
+            result = retrain(
+                RetrainOptions(
+                    url=url,
+                    token=tokens["trainer"],
+                    base_model=live,
+                    base_data=base_yaml,
+                    epochs=args.epochs,
+                    hours=args.hours,
+                    imgsz=args.imgsz,
+                    close_mosaic=1,
+                    optimizer="AdamW",
+                    lr0=args.lr0,
+                    warmup_epochs=0,
+                    cos_lr=True,
+                    holdout=args.holdout,
+                    repeat_samples=args.repeat_samples,
+                    also_evaluate={"site": (args.site, "test")},
+                    version=f"site-v{index + 1}",
+                    workdir=work / "retrain",
+                    eval_limit=args.eval_limit,
+                    notes=f"bench/site_iteration.py batch {index}: reviews simulated from labels",
+                )
+            )
+            with RegistryClient(url, tokens["admin"]) as admin:
+                gate = admin.gate(result.version)
+                promoted = bool(gate["ok"] and admin.promote(result.version))
+            m = result.metrics
+            versions.append(
+                {
+                    "version": result.version,
+                    "site": m["site"],
+                    "benchmark": m["benchmark"],
+                    "field": m.get("field"),
+                    "reviews": counts,
+                    "samples": m["retrain"],
+                    "gate": gate,
+                    "promoted": promoted,
+                    "note": f"batch {index}: {counts['alerts']} alerts, "
+                    f"{m['retrain']['trained_samples']} samples trained, "
+                    f"{'promoted' if promoted else 'gate refused'}",
+                }
+            )
+            if promoted:
+                live, live_onnx = result.version, result.onnx
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    report = {
+        "versions": versions,
+        "batches": [len(b) for b in batches],
+        "seconds": round(time.monotonic() - started),
+        "simulated": "alerts one per frame; reviews and trainer boxes from ground-truth labels",
+    }
+    (work / "site_iteration.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        "\n| version | site worker acc. | site viol. recall | site viol. precision | "
+        "site workers | HHW test worker acc. | HHW head AP50 | step |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for v in versions:
+        print(_row(v["version"], v["site"], v["benchmark"], v["note"]))
+    print(f"\nall figures: {work / 'site_iteration.json'} ({report['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
