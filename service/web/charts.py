@@ -45,9 +45,15 @@ def line_chart(
     width: int = 1000,
     height: int = 300,
 ) -> str:
-    """A multi-series line chart over categorical x labels, values as fractions in [0, 1]."""
+    """A multi-series line chart over categorical x labels, values as fractions in [0, 1].
+
+    The legend wraps onto as many rows as its labels need (the chart grows by a row each), so
+    no label runs past the right edge, whatever the language."""
     left, right, top, bottom = 48, 16, 16, 56
-    plot_w, plot_h = width - left - right, height - top - bottom
+    legend_rows = _legend_rows([s.label for s in series], left, width - right)
+    height += LEGEND_ROW * (len(legend_rows) - 1)
+    plot_w = width - left - right
+    plot_h = height - top - bottom - LEGEND_ROW * (len(legend_rows) - 1)
     low, high = _y_range(series)
     n = max(len(labels), 1)
 
@@ -79,10 +85,12 @@ def line_chart(
             f'height="{plot_h}"/><text class="marked-label" x="{mx:.1f}" y="{top + 12}" '
             f'text-anchor="middle">{escape(marked_label)}</text>'
         )
+    label_y = top + plot_h + 18
     for i, label in enumerate(labels):
         parts.append(
-            f'<text class="axis" x="{x(i):.1f}" y="{height - bottom + 18}" '
-            f'text-anchor="middle">{escape(_short(label))}</text>'
+            f'<text class="axis" x="{x(i):.1f}" y="{label_y}" text-anchor="middle">'
+            f"<title>{escape(label)}</title>{escape(_short(label, max(8, int(plot_w / n / 8))))}"
+            "</text>"
         )
     for s_index, s in enumerate(series):
         points = [(x(i), y(v), v) for i, v in enumerate(s.values) if v is not None]
@@ -94,17 +102,40 @@ def line_chart(
                 f'<circle class="dot series-{s_index}" cx="{px:.1f}" cy="{py:.1f}" r="4">'
                 f"<title>{escape(s.label)}: {v * 100:.1f}%</title></circle>"
             )
-    legend_y = height - 14
-    cursor = left
-    for s_index, s in enumerate(series):
-        parts.append(
-            f'<rect class="swatch series-{s_index}" x="{cursor}" y="{legend_y - 9}" '
-            f'width="12" height="12" rx="2"/><text class="legend" x="{cursor + 16}" '
-            f'y="{legend_y + 1}">{escape(s.label)}</text>'
-        )
-        cursor += 24 + 8 * len(s.label) + (6 * sum(ord(c) > 0x2E80 for c in s.label))
+    for row_index, row in enumerate(legend_rows):
+        legend_y = top + plot_h + 40 + LEGEND_ROW * row_index
+        for s_index, cursor in row:
+            label = series[s_index].label
+            parts.append(
+                f'<rect class="swatch series-{s_index}" x="{cursor:.0f}" y="{legend_y - 9}" '
+                f'width="12" height="12" rx="2"/><text class="legend" x="{cursor + 16:.0f}" '
+                f'y="{legend_y + 1}">{escape(label)}</text>'
+            )
     parts.append("</svg>")
     return "".join(parts)
+
+
+LEGEND_ROW = 22
+
+
+def _label_width(label: str) -> float:
+    """About how wide a legend label is drawn (13 px text; a CJK character is a full em)."""
+    wide = sum(ord(c) > 0x2E80 for c in label)
+    return 7.5 * (len(label) - wide) + 13.5 * wide
+
+
+def _legend_rows(labels: Sequence[str], start: float, end: float) -> list[list[tuple[int, float]]]:
+    """Legend entries as rows of (series index, x), wrapped before the right edge."""
+    rows: list[list[tuple[int, float]]] = [[]]
+    cursor = start
+    for index, label in enumerate(labels):
+        item = 16 + _label_width(label) + 24
+        if rows[-1] and cursor + item - 24 > end:
+            rows.append([])
+            cursor = start
+        rows[-1].append((index, cursor))
+        cursor += item
+    return rows
 
 
 def bar_sparkline(values: Sequence[int], *, title: str, width: int = 140, height: int = 32) -> str:

@@ -129,7 +129,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "state.frozen": "Frozen",
         "state.unknown": "Unknown",
         "models.title": "Model accuracy across iterations",
-        "models.chart": "Accuracy per model version",
+        "models.chart": "Accuracy across model versions",
         "models.worker_accuracy": "Worker accuracy (benchmark)",
         "models.map50": "mAP50 (benchmark)",
         "models.field_precision": "Field precision (reviews)",
@@ -152,6 +152,29 @@ MESSAGES: dict[str, dict[str, str]] = {
         "models.promote": "Promote",
         "models.rollback": "Roll back",
         "models.by": "by",
+        "models.chart_help": (
+            "Benchmark lines: the same test photos for every version. Field precision joins the "
+            "chart once {n} reviews stand behind it."
+        ),
+        "models.benchmark_h": "Versions on the benchmark (the same test photos for each)",
+        "models.benchmark_help": (
+            "Worker accuracy: workers whose helmet status the model gets right, out of workers "
+            "plus false alarms. AP50 per class: how well the model finds that class at any "
+            "threshold. The all-class mAP50 is not shown: the rarely labelled 'person' class "
+            "pulls it far below the figures that decide alerts."
+        ),
+        "models.class_ap50": "{cls} AP50",
+        "models.cross_source": "Worker accuracy (other source)",
+        "models.actions": "Actions",
+        "models.field_h": "On site (the site's own frames)",
+        "models.field_from": "{frames} frames, {workers} workers",
+        "models.from_reviews": "from {n} reviews",
+        "models.too_few_reviews": "{n} reviewed: too few to judge ({min} needed)",
+        "models.no_reviews": "no reviews yet",
+        "models.field_precision_enough": "Field precision (reviews, {n}+)",
+        "models.forced": "forced past the gate",
+        "history.model.promote": "Promoted",
+        "history.model.rollback": "Rolled back",
         "reports.title": "Compliance reports",
         "reports.period": "Period",
         "reports.daily": "Daily",
@@ -377,6 +400,27 @@ MESSAGES: dict[str, dict[str, str]] = {
         "models.promote": "上线",
         "models.rollback": "回滚",
         "models.by": "操作人",
+        "models.chart_help": (
+            "基准曲线：每个版本使用同一批测试图片。现场精确率在有 {n} 条审核后才进入图表。"
+        ),
+        "models.benchmark_h": "基准测试上的各版本（每个版本使用同一批测试图片）",
+        "models.benchmark_help": (
+            "工人识别准确率：安全帽状态判断正确的工人数 /（工人数 + 误报数）。"
+            "各类别 AP50：模型在任意阈值下找到该类别的能力。未显示全类别 mAP50："
+            "很少标注的“人”类别会把它拉低，远低于决定告警的指标。"
+        ),
+        "models.class_ap50": "{cls} AP50",
+        "models.cross_source": "工人识别准确率（其他来源）",
+        "models.actions": "操作",
+        "models.field_h": "现场（本工地画面）",
+        "models.field_from": "{frames} 张画面，{workers} 名工人",
+        "models.from_reviews": "基于 {n} 条审核",
+        "models.too_few_reviews": "已审核 {n} 条：太少，无法判断（需 {min} 条）",
+        "models.no_reviews": "尚无审核",
+        "models.field_precision_enough": "现场精确率（审核 ≥ {n} 条）",
+        "models.forced": "强制越过门槛",
+        "history.model.promote": "上线",
+        "history.model.rollback": "回滚",
         "reports.title": "合规报表",
         "reports.period": "周期",
         "reports.daily": "按日",

@@ -343,6 +343,7 @@ class ModelRow:
     promoted_at: dt.datetime | None
     promoted_by: str | None
     shadow_disagreements: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)  # as registered (model_figures.py)
 
 
 def shadow_counts(session: Session, site_ids: Sequence[str] | None) -> dict[str, int]:
@@ -417,6 +418,7 @@ def model_rows(session: Session, site_ids: Sequence[str] | None) -> list[ModelRo
                 promoted_at=m.promoted_at,
                 promoted_by=users.get(m.promoted_by) if m.promoted_by else None,
                 shadow_disagreements=shadow.get(m.version, 0),
+                metrics=metrics,
             )
         )
     return rows

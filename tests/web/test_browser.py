@@ -183,10 +183,11 @@ def test_live_review_flow(browser: object, live_service: LiveService) -> None:
     assert int(page.inner_text("#rep-false")) >= 1 and int(page.inner_text("#rep-confirmed")) >= 1
     page.screenshot(path=str(ARTIFACTS / "reports.png"), full_page=True)
     page.goto("/models")
-    v2 = page.locator('#model-versions tr[data-version="v2"]')
-    reviewed = int(v2.locator('[data-field="reviewed"]').inner_text())
+    precision = page.locator('#model-field tr[data-version="v2"] [data-field="field-precision"]')
+    reviewed = int(precision.get_attribute("data-reviewed"))
     assert reviewed >= 2
-    assert v2.locator('[data-field="field-precision"]').inner_text().endswith("%")
+    # a handful of reviews is a count, not a result (issue 19: "50 % from 2 reviews")
+    assert "%" not in precision.inner_text() and f"{reviewed} reviewed" in precision.inner_text()
     assert page.locator("svg.chart circle").count() >= 5  # 2 versions x 2 benchmark + field
     assert page.locator("svg.chart .marked-label").text_content() == "active"
     page.screenshot(path=str(ARTIFACTS / "models.png"), full_page=True)
@@ -270,8 +271,9 @@ def test_trainer_promotes_and_rolls_back(browser: object, live_service: LiveServ
     row("v2").get_by_role("button", name="Promote").click()  # better than v1: passes
     page.wait_for_load_state("load")
     row("v2").locator(".badge.model-active").wait_for()
-    history = page.inner_text("main")
-    assert "model.rollback" in history and "model.promote" in history
+    assert page.locator('.history li[data-action="model.rollback"]').count() >= 1
+    assert page.locator('.history li[data-action="model.promote"]').count() >= 1
+    assert "Rolled back" in page.inner_text(".history")
     context.close()
     context, page = _page(browser, live_service)
     _login(page, "manager")

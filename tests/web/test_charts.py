@@ -50,3 +50,25 @@ def test_sparkline_bar_heights_follow_values() -> None:
     heights = [float(b.get("height")) for b in bars]
     assert heights[0] < heights[1] < heights[2]
     assert bars[0].get("class") == "bar zero"
+
+
+def test_line_chart_legend_wraps_instead_of_running_off_the_edge() -> None:
+    """Issue 19: with six series (and Chinese labels) the legend was cut at the right edge."""
+    from service.web.charts import _label_width
+
+    labels = ["Worker accuracy (benchmark)", "头部（未戴安全帽）AP50（基准）", "Hard hat AP50",
+              "Worker accuracy (cross-source)", "Worker accuracy (field hold-out)",
+              "Field precision (reviews, 30 or more)"]  # fmt: skip
+    series = [Series(label, [0.9, 0.95]) for label in labels]
+    root = _parse(line_chart(["siteguard-ppe-v1", "siteguard-ppe-v1.1"], series, title="t"))
+    width, height = (float(v) for v in root.get("viewBox").split()[2:])
+    legend = [t for t in root.findall(f"{SVG}text") if t.get("class") == "legend"]
+    assert [t.text for t in legend] == labels
+    for text in legend:
+        assert float(text.get("x")) + _label_width(text.text) <= width
+        assert float(text.get("y")) <= height
+    rows = {t.get("y") for t in legend}
+    assert len(rows) >= 2 and height > 300  # wrapped, and the chart grew to hold the rows
+    axis = [t for t in root.findall(f"{SVG}text") if t.get("class") == "axis"]
+    assert any(t.find(f"{SVG}title") is not None and t.find(f"{SVG}title").text ==
+               "siteguard-ppe-v1.1" for t in axis)  # fmt: skip

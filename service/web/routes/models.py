@@ -12,6 +12,7 @@ from service.web import queries
 from service.web.access import has_role, page_user, scope
 from service.web.charts import Series, line_chart
 from service.web.i18n import translator
+from service.web.model_figures import MIN_REVIEWS, enough_reviews, shown_classes, version_figures
 from service.web.templating import render, request_lang
 
 router = APIRouter()
@@ -23,20 +24,29 @@ def models_page(
 ) -> Response:
     t = translator(request_lang(request))
     rows = queries.model_rows(db, scope(user))
+    figures = {r.version: version_figures(r.metrics) for r in rows}
+    classes = shown_classes(figures.values())
     active = next((i for i, r in enumerate(rows) if r.status == "active"), None)
+    candidates = [
+        Series(t("models.worker_accuracy"), [r.worker_accuracy for r in rows]),
+        *(
+            Series(
+                t("models.class_ap50", cls=t(f"class.{name}")),
+                [figures[r.version].ap50(name) for r in rows],
+            )
+            for name in classes
+        ),
+        Series(t("models.cross_source"), [figures[r.version].cross_source for r in rows]),
+        Series(t("models.field_accuracy"), [r.field_accuracy for r in rows]),
+        Series(
+            t("models.field_precision_enough", n=MIN_REVIEWS),
+            [r.field_precision if enough_reviews(r.reviewed) else None for r in rows],
+        ),
+    ]
     chart = (
         line_chart(
             [r.version for r in rows],
-            [
-                Series(t("models.worker_accuracy"), [r.worker_accuracy for r in rows]),
-                Series(t("models.map50"), [r.map50 for r in rows]),
-                Series(t("models.field_precision"), [r.field_precision for r in rows]),
-                *(
-                    [Series(t("models.field_accuracy"), [r.field_accuracy for r in rows])]
-                    if any(r.field_accuracy is not None for r in rows)
-                    else []
-                ),
-            ],
+            [s for s in candidates if any(v is not None for v in s.values)],
             title=t("models.chart"),
             marked=active,
             marked_label=t("models.active"),
@@ -50,6 +60,10 @@ def models_page(
         user,
         nav="models",
         rows=list(reversed(rows)),
+        figures=figures,
+        classes=classes,
+        any_cross_source=any(f.cross_source is not None for f in figures.values()),
+        min_reviews=MIN_REVIEWS,
         chart=chart,
         history=queries.promotion_history(db),
         can_promote=has_role(user, "trainer"),
