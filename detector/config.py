@@ -70,8 +70,8 @@ class ServiceConfig(_Strict):
     url: str = "http://127.0.0.1:8000"
     api_key: str = ""
     timeout_s: float = Field(10.0, gt=0)
-    # The service marks a camera offline after camera_offline_after_s (8 s) without one.
-    heartbeat_interval_s: float = Field(2.0, gt=0)
+    # The service marks a camera offline after camera_offline_after_s (6 s) without one.
+    heartbeat_interval_s: float = Field(1.5, gt=0)
     retry_initial_s: float = Field(1.0, gt=0)
     retry_max_s: float = Field(60.0, gt=0)
 

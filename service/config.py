@@ -66,10 +66,11 @@ class ServiceSettings(BaseSettings):
     frame_retention_days: int = Field(
         14, ge=1, description="raw unblurred frames and their training samples are kept this long"
     )
-    # Detectors beat every 2 s (heartbeat_interval_s): 4 missed beats, and the live panel shows
-    # a stopped detector's cameras offline within 10 s (housekeeping checks every second).
+    # Detectors beat every 1.5 s (heartbeat_interval_s): 4 missed beats, and the live panel
+    # shows a stopped detector's cameras offline within 10 s (checked every second), with room
+    # to spare on a loaded server.
     camera_offline_after_s: float = Field(
-        8.0, gt=0, description="no heartbeat for this long -> the camera is offline"
+        6.0, gt=0, description="no heartbeat for this long -> the camera is offline"
     )
     promotion_tolerance: float = Field(
         0.01, ge=0, le=1, description="gate: max benchmark drop (mAP50, worker accuracy), 0.01=1pt"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import delete, select, update
 
@@ -127,18 +128,28 @@ def mark_stale_cameras(state: AppState, now: dt.datetime | None = None) -> list[
 
 async def housekeeping_loop(state: AppState, tick_s: float = 1.0) -> None:
     """Runs until cancelled: stale cameras every tick (a second, so a stopped detector shows on
-    the live panel within camera_offline_after_s + 1 s), retention every retention_interval_s."""
-    next_retention = 0.0
-    loop = asyncio.get_running_loop()
+    the live panel within camera_offline_after_s + 1 s), retention every retention_interval_s
+    beside it (a long retention run never holds the stale-camera check up)."""
+    retention = asyncio.create_task(_retention_loop(state))
+    try:
+        while True:
+            await _guarded(mark_stale_cameras, state)
+            await asyncio.sleep(tick_s)
+    finally:
+        retention.cancel()
+
+
+async def _retention_loop(state: AppState) -> None:
     while True:
-        try:
-            await asyncio.to_thread(mark_stale_cameras, state)
-            if loop.time() >= next_retention:
-                await asyncio.to_thread(run_retention, state)
-                next_retention = loop.time() + state.settings.retention_interval_s
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - keep the loop alive; the next tick retries
-            state.metrics.db_errors.labels("housekeeping").inc()
-            log.exception("housekeeping failed")
-        await asyncio.sleep(min(tick_s, state.settings.retention_interval_s))
+        await _guarded(run_retention, state)
+        await asyncio.sleep(state.settings.retention_interval_s)
+
+
+async def _guarded(job: Callable[[AppState], object], state: AppState) -> None:
+    try:
+        await asyncio.to_thread(job, state)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - keep the loop alive; the next tick retries
+        state.metrics.db_errors.labels("housekeeping").inc()
+        log.exception("housekeeping failed")

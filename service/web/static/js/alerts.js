@@ -158,9 +158,10 @@
 
   // Camera and detector health: the server renders the count and banner; a camera event on
   // the stream (or every 10 s, for the "since" times) fetches them again.
-  var healthBusy = false;
+  var healthBusy = false, healthAgain = false;
   function refreshHealth() {
-    if (healthBusy || !cfg.health_url) return;
+    if (!cfg.health_url) return;
+    if (healthBusy) { healthAgain = true; return; }  // a change during a fetch is not lost
     healthBusy = true;
     fetch(cfg.health_url, { credentials: "same-origin" })
       .then(function (resp) { if (!resp.ok) throw new Error(String(resp.status)); return resp.text(); })
@@ -177,7 +178,10 @@
         if (box) box.classList.toggle("alert", fresh.getAttribute("data-ok") !== "true");
       })
       .catch(function () { /* the next event or tick tries again */ })
-      .then(function () { healthBusy = false; });
+      .then(function () {
+        healthBusy = false;
+        if (healthAgain) { healthAgain = false; refreshHealth(); }
+      });
   }
   setInterval(refreshHealth, 10000);
 
