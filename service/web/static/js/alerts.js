@@ -80,7 +80,7 @@
     time.textContent = SG.formatTime(v.started_at);
     field(row, "ago").textContent = t("status.new");
     var cam = field(row, "camera");
-    cam.href = href;
+    cam.href = "/cameras#camera-" + encodeURIComponent(v.camera_id);  // the camera, not the alert
     cam.textContent = v.camera_name || cfg.camera_names[v.camera_id] || v.camera_id;
     field(row, "site").textContent = v.site_name || cfg.site_names[v.site_id] || "";
     field(row, "zone").textContent = v.zone || "—";
