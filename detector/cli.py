@@ -6,7 +6,10 @@ Only argparse at module level: handlers import numpy/onnxruntime/OpenCV when the
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "siteguard-ppe.onnx"
 
 
 def register(subparsers: Any) -> None:
@@ -15,24 +18,41 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=_detect)
 
     p = subparsers.add_parser("predict", help="detections of a model on images, a folder or video")
-    p.add_argument("--model", required=True, help="ONNX model exported by Ultralytics")
+    p.add_argument(
+        "--model",
+        default=str(BUNDLED_MODEL),
+        help="ONNX model exported by siteguard/Ultralytics (default: the bundled one, "
+        "models/siteguard-ppe.onnx)",
+    )
     p.add_argument("--source", required=True, help="image, image folder, video file or URL")
-    p.add_argument("--conf", type=float, default=0.25)
-    p.add_argument("--iou", type=float, default=0.5)
+    p.add_argument(
+        "--conf",
+        type=float,
+        default=None,
+        help="keep boxes at or above this confidence (default: the model's operating "
+        "thresholds, per class where it carries them, as the detector uses them)",
+    )
+    p.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
     p.add_argument("--json", action="store_true", help="one JSON line per image/frame")
+    p.add_argument(
+        "--save",
+        metavar="DIR",
+        default=None,
+        help="also write each image/frame with its boxes drawn (bare heads red) to DIR",
+    )
     p.set_defaults(handler=_predict)
 
     bench = _bench_subparsers(subparsers)
     p = bench.add_parser("detector", help="bare session.run vs our pipeline vs Ultralytics")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="ONNX model to time")
     p.add_argument("--source", required=True, help="an image (resized to --width x --height)")
-    p.add_argument("--width", type=int, default=1280)
-    p.add_argument("--height", type=int, default=720)
+    p.add_argument("--width", type=int, default=1280, help="frame width in pixels (1280)")
+    p.add_argument("--height", type=int, default=720, help="frame height in pixels (720)")
     p.add_argument("--frames", type=int, default=60, help="timed frames per contender")
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=5, help="untimed frames first (5)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0 = all)")
     p.add_argument("--no-ultralytics", action="store_true", help="skip Ultralytics' predictor")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the timings as JSON")
     p.set_defaults(handler=_bench_detector)
 
 
@@ -83,17 +103,37 @@ def _detect(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import json
 
+    import cv2
+    import numpy as np
+
+    from detector.evidence import annotate
     from detector.inference import OnnxDetector
     from detector.sources import SourceError, iter_frames
     from siteguard.cli import CliError
 
+    if args.conf is not None and not 0.0 <= args.conf <= 1.0:
+        raise CliError(f"--conf must be between 0 and 1, got {args.conf}")
     try:
-        detector = OnnxDetector(args.model, conf=args.conf, iou=args.iou)
+        detector = OnnxDetector(args.model, conf=0.0, iou=args.iou)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
+    if args.conf is not None:
+        default, thresholds = args.conf, {}
+    else:
+        default = detector.operating_conf if detector.operating_conf is not None else 0.25
+        thresholds = dict(detector.class_conf)
+    floor = min([default, *thresholds.values()])
+    detector.conf = floor  # NMS sees what any class keeps; each class's own cut follows
+    save = Path(args.save) if args.save else None
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+    saved = 0
     try:
-        for image, name in iter_frames(args.source):
+        for index, (image, name) in enumerate(iter_frames(args.source)):
             [det] = detector.predict([image])
+            names = np.asarray(det.data.get("class_name", np.array([], dtype=str)))
+            cut = np.array([thresholds.get(str(n), default) for n in names])
+            det = det[det.confidence >= cut] if len(det) else det
             rows = [
                 {
                     "class": str(det.data["class_name"][i]),
@@ -102,14 +142,35 @@ def _predict(args: argparse.Namespace) -> int:
                 }
                 for i in range(len(det))
             ]
+            out = None
+            if save is not None:
+                out = save / _saved_name(name, index)
+                bare = [i for i, row in enumerate(rows) if row["class"] == "head"]
+                if not cv2.imwrite(str(out), annotate(image.copy(), det, bare)):
+                    raise CliError(f"cannot write {out}")
+                saved += 1
             if args.json:
-                print(json.dumps({"source": name, "detections": rows}), flush=True)
+                record = {"source": name, "detections": rows}
+                if out is not None:
+                    record["saved"] = str(out)
+                print(json.dumps(record), flush=True)
             else:
                 found = ", ".join(f"{r['class']} {r['confidence']:.2f}" for r in rows) or "-"
                 print(f"{name}: {found}", flush=True)
     except SourceError as exc:
         raise CliError(str(exc)) from exc
+    if save is not None and not args.json:
+        print(f"{saved} annotated image(s) in {save}", flush=True)
     return 0
+
+
+def _saved_name(source_name: str, index: int) -> str:
+    """`photo.jpg` -> `photo.jpg`; a video frame `clip.mp4#12` -> `clip.mp4-000012.jpg`."""
+    stem, _, frame = source_name.rpartition("#")
+    if stem and frame.isdigit():
+        return f"{Path(stem).name}-{int(frame):06d}.jpg"
+    name = Path(source_name).name or f"frame-{index:06d}"
+    return name if name.lower().endswith((".jpg", ".jpeg")) else f"{Path(name).stem}.jpg"
 
 
 def _bench_detector(args: argparse.Namespace) -> int:

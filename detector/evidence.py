@@ -10,6 +10,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from numbers import Integral
+
 import cv2
 import numpy as np
 import supervision as sv
@@ -39,14 +42,17 @@ def blur_regions(image: np.ndarray, detections: sv.Detections, classes: set[str]
     return image
 
 
-def annotate(image: np.ndarray, detections: sv.Detections, highlight: int | None) -> np.ndarray:
-    """Draw every box; the violating one in red, others in blue."""
+def annotate(
+    image: np.ndarray, detections: sv.Detections, highlight: int | Collection[int] | None
+) -> np.ndarray:
+    """Draw every box (in place; returns the image): the violating one(s) in red, others blue."""
+    marked = {int(highlight)} if isinstance(highlight, Integral) else set(highlight or ())
     names = detections.data.get("class_name", np.array([], dtype=str))
     conf = detections.confidence if detections.confidence is not None else np.ones(len(names))
     thickness = max(1, round(min(image.shape[:2]) / 300))
     for i, (x1, y1, x2, y2) in enumerate(detections.xyxy.astype(int)):
-        color = (_VIOLATION if i == highlight else _OTHER).as_bgr()
-        cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness + (i == highlight))
+        color = (_VIOLATION if i in marked else _OTHER).as_bgr()
+        cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness + (i in marked))
         label = f"{names[i]} {conf[i]:.2f}"
         cv2.putText(
             image,

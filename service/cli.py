@@ -28,26 +28,32 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=_upgrade_db)
 
     p = sub.add_parser("create-site", help="add a site")
-    p.add_argument("site_id")
-    p.add_argument("--name")
+    p.add_argument("site_id", help="short id, e.g. pudong-a (letters, digits, - and _)")
+    p.add_argument("--name", help="display name (default: the id), e.g. 浦东工地 A")
     p.set_defaults(handler=_create_site)
 
     p = sub.add_parser("create-camera", help="add a camera to a site")
-    p.add_argument("camera_id")
-    p.add_argument("--site", required=True)
-    p.add_argument("--name")
+    p.add_argument("camera_id", help="id the detector config uses for it, e.g. gate-1")
+    p.add_argument("--site", required=True, help="the site it belongs to")
+    p.add_argument("--name", help="display name (default: the id)")
     p.add_argument("--require", nargs="+", default=["helmet"], help="required PPE")
     p.set_defaults(handler=_create_camera)
 
     p = sub.add_parser("create-user", help="add a user (password from --password or prompt)")
-    p.add_argument("username")
-    p.add_argument("--role", choices=("viewer", "manager", "trainer", "admin"), default="viewer")
-    p.add_argument("--sites", nargs="*", default=[])
-    p.add_argument("--password")
+    p.add_argument("username", help="login name")
+    p.add_argument(
+        "--role",
+        choices=("viewer", "manager", "trainer", "admin"),
+        default="viewer",
+        help="viewer: sees; manager: also reviews; trainer: also models and samples; "
+        "admin: everything (default viewer)",
+    )
+    p.add_argument("--sites", nargs="*", default=[], help="site ids the user may see")
+    p.add_argument("--password", help="the password (default: asked for on the terminal)")
     p.set_defaults(handler=_create_user)
 
     p = sub.add_parser("create-api-key", help="a detector key for a site, or a user token")
-    p.add_argument("name")
+    p.add_argument("name", help="a name to recognise the key by, e.g. edge-1")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--site", help="detector key bound to this site")
     group.add_argument("--user", help="token acting as this user (e.g. for training)")

@@ -12,19 +12,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="fine-tune a YOLO model (needs the [train] extra)")
     p.add_argument("--data", type=Path, required=True, help="Ultralytics data YAML")
     p.add_argument("--base-weights", type=Path, required=True, help="weights to start from (.pt)")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--imgsz", type=int, default=640)
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=50, help="passes over the train split (50)")
+    p.add_argument("--imgsz", type=int, default=640, help="training image size in pixels (640)")
+    p.add_argument("--batch", type=int, default=16, help="images per batch (16)")
     p.add_argument("--device", default="cpu", help="cpu or a CUDA index such as 0")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="data-loader processes (2)")
     p.add_argument("--fraction", type=float, default=1.0, help="share of train images to use")
     p.add_argument("--freeze", type=int, default=None, help="freeze the first N layers")
     p.add_argument("--hours", type=float, default=None, help="time budget; overrides --epochs")
-    p.add_argument("--close-mosaic", type=int, default=10)
+    p.add_argument("--close-mosaic", type=int, default=10, help="last N epochs without mosaic (10)")
     p.add_argument("--no-cache", action="store_true", help="do not cache images in RAM")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--project", type=Path, default=Path("runs/train"))
-    p.add_argument("--name", default="siteguard")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument(
+        "--project", type=Path, default=Path("runs/train"), help="runs folder (runs/train)"
+    )
+    p.add_argument("--name", default="siteguard", help="run name: PROJECT/NAME (siteguard)")
     p.add_argument("--resume", action="store_true", help="resume runs/train/NAME from last.pt")
     p.add_argument("--optimizer", default="auto", help="SGD, AdamW, ... (default: auto)")
     p.add_argument("--lr0", type=float, default=None, help="initial learning rate (not with auto)")
@@ -68,7 +70,7 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
         help="operating threshold for the worker figures (default: the model's own, else 0.25)",
     )
     p.add_argument("--map-conf", type=float, default=0.001, help="threshold for mAP")
-    p.add_argument("--nms-iou", type=float, default=0.5)
+    p.add_argument("--nms-iou", type=float, default=0.5, help="NMS IoU threshold (0.5)")
     p.add_argument("--batch", type=int, default=1, help="frames per onnxruntime call")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     p.add_argument("--ultralytics-val", action="store_true", help="add Ultralytics' val figures")
@@ -222,14 +224,21 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="per-class thresholds chosen on val, e.g. head=0.4,helmet=0.2; stored in the model",
     )
-    p.add_argument("--out", type=Path, default=Path("models/siteguard-ppe.onnx"))
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("models/siteguard-ppe.onnx"),
+        help="the ONNX file to write (models/siteguard-ppe.onnx)",
+    )
     p.add_argument("--model-version", default=None, help="default: OUT stem + UTC date/time")
     p.add_argument("--dataset-version", default=None, help="default: from the training run")
     p.add_argument("--int8", action="store_true", help="also write OUT-int8.onnx")
     p.add_argument("--calib", type=Path, default=None, help="images folder or data YAML")
-    p.add_argument("--calib-images", type=int, default=100)
+    p.add_argument(
+        "--calib-images", type=int, default=100, help="images for int8 calibration (100)"
+    )
     p.add_argument("--eval-data", type=Path, default=None, help="evaluate on this data YAML")
-    p.add_argument("--eval-split", default="test")
+    p.add_argument("--eval-split", default="test", help="split of --eval-data (test)")
     p.add_argument("--class-map", default=None, help="for evaluation, dataset=model names")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate N images only")
     p.add_argument(
@@ -280,11 +289,13 @@ def _export(args: argparse.Namespace) -> int:
 
 def _register_model_card(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("model-card", help="write the markdown model card of an ONNX model")
-    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--model", type=Path, required=True, help="the ONNX model to describe")
     p.add_argument("--eval", type=Path, default=None, help="default: MODEL.eval.json")
     p.add_argument("--int8", type=Path, default=None, help="the int8 variant, to compare")
     p.add_argument("--run", type=Path, default=None, help="training run folder")
-    p.add_argument("--out", type=Path, default=Path("models/MODEL_CARD.md"))
+    p.add_argument(
+        "--out", type=Path, default=Path("models/MODEL_CARD.md"), help="(models/MODEL_CARD.md)"
+    )
     p.add_argument("--timing-frames", type=int, default=20, help="0 skips the timing run")
     p.set_defaults(handler=_model_card)
 
@@ -313,7 +324,9 @@ def _register_dataset(subparsers: argparse._SubParsersAction) -> None:
     imp = sub.add_parser("import", help="YOLO / COCO / VOC -> a new dataset version (symlinks)")
     imp.add_argument("source", type=Path, help="YOLO data.yaml or folder; COCO/VOC images folder")
     imp.add_argument("--out", type=Path, required=True, help="new dataset folder")
-    imp.add_argument("--format", choices=("yolo", "coco", "voc"), default="yolo")
+    imp.add_argument(
+        "--format", choices=("yolo", "coco", "voc"), default="yolo", help="source layout (yolo)"
+    )
     imp.add_argument("--annotations", type=Path, default=None, help="COCO JSON / VOC XML folder")
     imp.add_argument("--split", default="train", help="split for COCO/VOC images")
     imp.add_argument("--class-map", default=None, help="e.g. hat=helmet,no_hat=head,dog=-")
@@ -335,8 +348,8 @@ def _register_dataset(subparsers: argparse._SubParsersAction) -> None:
     merge = sub.add_parser("merge", help="base + new samples -> a new dataset version")
     merge.add_argument("--base", type=Path, required=True, help="data.yaml or dataset folder")
     merge.add_argument("--add", type=Path, action="append", required=True, help="repeatable")
-    merge.add_argument("--out", type=Path, required=True)
-    merge.add_argument("--name", default=None)
+    merge.add_argument("--out", type=Path, required=True, help="new dataset folder")
+    merge.add_argument("--name", default=None, help="dataset version name (default: OUT name)")
     merge.add_argument(
         "--repeat", type=int, default=1, help="list each added train image N times (oversample)"
     )
@@ -420,7 +433,11 @@ def _register_registry(subparsers: argparse._SubParsersAction) -> None:
     import os
 
     p = subparsers.add_parser("registry", help="register / promote / roll back model versions")
-    p.add_argument("--url", default=os.environ.get("SITEGUARD_URL", "http://127.0.0.1:8000"))
+    p.add_argument(
+        "--url",
+        default=os.environ.get("SITEGUARD_URL", "http://127.0.0.1:8000"),
+        help="the service (default: $SITEGUARD_URL, else http://127.0.0.1:8000)",
+    )
     p.add_argument(
         "--token",
         default=os.environ.get("SITEGUARD_TOKEN", ""),
@@ -428,14 +445,14 @@ def _register_registry(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = p.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
     reg = sub.add_parser("register", help="upload an exported model as a candidate")
-    reg.add_argument("model", type=Path)
+    reg.add_argument("model", type=Path, help="the exported ONNX file")
     reg.add_argument("--eval", type=Path, default=None, help="default: MODEL.eval.json")
-    reg.add_argument("--notes", default="")
+    reg.add_argument("--notes", default="", help="free text shown with the version")
     reg.add_argument("--weights", type=Path, default=None, help="the .pt it was exported from")
     reg.add_argument("--promote", action="store_true", help="and make it the active model")
     for action in ("promote", "rollback", "gate"):
         q = sub.add_parser(action, help=f"{action} a registered version")
-        q.add_argument("version")
+        q.add_argument("version", help="a registered version, e.g. siteguard-ppe-v1.1")
         if action == "promote":
             q.add_argument("--force", action="store_true", help="admin: past a refusing gate")
     sub.add_parser("list", help="registered versions with their figures")

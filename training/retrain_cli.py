@@ -28,7 +28,7 @@ def register_retrain(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--base-weights", type=Path, default=None, help=".pt of the base model if not registered"
     )
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs (10)")
     p.add_argument("--hours", type=float, default=None, help="time budget; overrides --epochs")
     p.add_argument("--imgsz", type=int, default=640, help="training image size")
     p.add_argument("--close-mosaic", type=int, default=None, help="last N epochs without mosaic")
@@ -41,19 +41,23 @@ def register_retrain(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="operating threshold for evaluation and the new model (default: the base model's)",
     )
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch", type=int, default=16, help="images per batch (16)")
     p.add_argument("--fraction", type=float, default=1.0, help="share of train images to use")
     p.add_argument("--holdout", type=float, default=0.2, help="share of samples held back")
     p.add_argument("--since", default=None, help="only samples reviewed after (ISO time)")
     p.add_argument("--version", default=None, help="default: NAME-YYYY.MM.DD-HHMMSS")
-    p.add_argument("--name", default="siteguard-ppe")
-    p.add_argument("--workdir", type=Path, default=Path("runs/retrain"))
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--name", default="siteguard-ppe", help="version name prefix (siteguard-ppe)")
+    p.add_argument(
+        "--workdir", type=Path, default=Path("runs/retrain"), help="working folder (runs/retrain)"
+    )
+    p.add_argument("--device", default="cpu", help="cpu or a CUDA index such as 0")
+    p.add_argument("--workers", type=int, default=2, help="data-loader processes (2)")
     p.add_argument("--no-cache", action="store_true", help="do not cache images in RAM")
-    p.add_argument("--benchmark-split", default="test")
+    p.add_argument(
+        "--benchmark-split", default="test", help="split of the base data to compare on (test)"
+    )
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate N images per set")
-    p.add_argument("--notes", default="")
+    p.add_argument("--notes", default="", help="free text registered with the version")
     p.add_argument("--optimizer", default="auto", help="SGD, AdamW, ... (auto: Ultralytics')")
     p.add_argument("--lr0", type=float, default=None, help="initial learning rate")
     p.add_argument("--warmup-epochs", type=float, default=None, help="default: Ultralytics' 3")
