@@ -154,7 +154,7 @@ def test_live_review_flow(browser: object, live_service: LiveService) -> None:
     ).wait_for()
 
     # Open the second alert and mark it a false alarm with a comment.
-    page.locator(f'#alert-rows tr[data-id="{second["event_id"]}"] a.cam').click()
+    page.locator(f'#alert-rows tr[data-id="{second["event_id"]}"] a.open').click()
     page.wait_for_url(f"**/alerts/{second['event_id']}")
     page.wait_for_function(
         "() => { const i = document.querySelector('#snapshot img');"
@@ -265,6 +265,7 @@ def test_trainer_promotes_and_rolls_back(browser: object, live_service: LiveServ
     assert "409" in page.inner_text("#admin-result") and "gate" in page.inner_text("#admin-result")
     assert row("v2").locator(".badge.model-active").count() == 1
 
+    page.once("dialog", lambda dialog: dialog.accept())  # "Roll back v2? ..."
     row("v2").get_by_role("button", name="Roll back").click()
     page.wait_for_load_state("load")
     row("v1").locator(".badge.model-active").wait_for()
@@ -314,10 +315,12 @@ def test_admin_sites_keys_users_and_zone_editor(browser: object, live_service: L
     page.locator("#u-name").evaluate("el => el.form.requestSubmit()")
     page.locator('#users tr[data-user="viewer2"]').wait_for()
     row = page.locator('#users tr[data-user="viewer2"]')
-    row.locator("select").select_option("manager")  # role change saves at once
+    page.once("dialog", lambda dialog: dialog.accept())  # "Change the role of viewer2 ...?"
+    row.locator("select").select_option("manager")  # saved once confirmed
     page.wait_for_load_state("load")
     saved = '#users tr[data-user="viewer2"] option[value="manager"][selected]'  # server-rendered
     page.locator(saved).wait_for(state="attached")
+    page.once("dialog", lambda dialog: dialog.accept())  # "Disable viewer2? ..."
     page.locator('#users tr[data-user="viewer2"]').get_by_role("button", name="Disable").click()
     page.locator('#users tr[data-user="viewer2"] .badge.state-offline').wait_for()
     with live_service.client() as client:  # a disabled user can no longer log in
@@ -328,7 +331,8 @@ def test_admin_sites_keys_users_and_zone_editor(browser: object, live_service: L
     page.fill("#u-pass", "another-pass-9")
     page.locator("#u-name").evaluate("el => el.form.requestSubmit()")
     page.locator("#admin-result.error").wait_for()
-    assert page.inner_text("#admin-result").startswith("4")
+    assert "viewer2" in page.inner_text("#admin-result")  # in words, naming the field
+    assert "already taken" in page.inner_text("#admin-result")
     assert page.locator('#users tr[data-user="viewer2"]').count() == 1
 
     page.screenshot(path=str(ARTIFACTS / "admin.png"), full_page=True)

@@ -56,3 +56,79 @@ def test_the_camera_name_in_an_alert_row_opens_the_camera(
     assert page.locator('dl.facts a[href="/cameras#camera-gate-1"]').count() == 1
     assert errors == [], errors
     context.close()
+
+
+def test_admin_says_what_is_wrong_with_which_field_and_what_was_done(
+    browser: object, live_service: LiveService
+) -> None:
+    """Item 8: no console error from the id fields' pattern, refusals in words naming the
+    field, a message for each creation, a role change only once confirmed, a user token's kind
+    instead of the user's name in the Site column."""
+    context, page = _page(browser, live_service, width=1440, height=900)
+    errors = _watch(page)
+    _login(page, "admin")
+    page.goto("/admin")
+    for field in ("#s-id", "#c-id", "#u-name"):  # Chrome compiles the pattern (v flag)
+        page.fill(field, "bad id!")
+        assert page.locator(field).evaluate("el => el.validity.patternMismatch"), field
+        page.fill(field, "good-id_1")
+        assert page.locator(field).evaluate("el => el.checkValidity()"), field
+
+    page.fill("#s-id", "site-n")  # the server's 422, said in words with the field's label
+    page.fill("#s-name", "N" * 201)
+    page.locator("#s-id").evaluate("el => el.form.requestSubmit()")
+    page.locator("#admin-result.error").wait_for()
+    said = page.inner_text("#admin-result")
+    assert said == "Name: at most 200 characters", said
+    assert page.locator("#s-name[aria-invalid=true]").count() == 1
+
+    page.fill("#s-id", "site-a")  # taken: 409 in words
+    page.fill("#s-name", "Again")
+    page.locator("#s-id").evaluate("el => el.form.requestSubmit()")
+    page.locator("#admin-result.error", has_text="site-a").wait_for()
+    assert page.inner_text("#admin-result") == "Site ID “site-a” is already taken: choose another."
+
+    page.fill("#s-id", "site-n")  # created: said so after the reload
+    page.fill("#s-name", "North yard")
+    page.locator("#s-id").evaluate("el => el.form.requestSubmit()")
+    page.locator("#admin-result.ok", has_text="Site North yard created.").wait_for()
+    page.fill("#c-id", "north-1")
+    page.fill("#c-name", "North gate")
+    page.select_option("#c-site", "site-n")
+    page.locator("#c-id").evaluate("el => el.form.requestSubmit()")
+    page.locator("#admin-result.ok", has_text="Camera North gate created.").wait_for()
+
+    role = page.locator('#users tr[data-user="viewer"] select')
+    page.once("dialog", lambda dialog: dialog.dismiss())  # not confirmed: nothing changes
+    role.select_option("manager")
+    assert role.input_value() == "viewer"
+    assert page.locator("#admin-result.ok").count() == 1  # still the last message
+    page.once("dialog", lambda dialog: dialog.accept())
+    role.select_option("trainer")
+    page.locator("#admin-result.ok", has_text="viewer is now Trainer.").wait_for()
+    assert page.locator('#users tr[data-user="viewer"] option[value="trainer"][selected]').count()
+    page.once("dialog", lambda dialog: dialog.accept())  # and back, for the other tests
+    page.locator('#users tr[data-user="viewer"] select').select_option("viewer")
+    page.locator("#admin-result.ok", has_text="viewer is now Viewer.").wait_for()
+
+    client, csrf = live_service.login("admin")  # a trainer's token, made through the API
+    try:
+        trainer = next(u for u in client.get("/api/v1/users").json() if u["username"] == "trainer")
+        made = client.post(
+            "/api/v1/api-keys",
+            json={"name": "retrain-box", "user_id": trainer["id"]},
+            headers={"X-CSRF-Token": csrf},
+        )
+    finally:
+        client.close()
+    assert made.status_code == 201, made.text
+    page.goto("/admin")
+    kinds = page.locator("#api-keys tr", has_text="retrain-box").locator('[data-field="kind"]')
+    refused = [e for e in errors if "Failed to load resource" in e and ("422" in e or "409" in e)]
+    assert len(refused) == 2  # the two refusals asked for above; Chrome logs each response
+    errors[:] = [e for e in errors if e not in refused]
+    assert kinds.inner_text() == "User token · acts as trainer (Trainer)"
+    edge = page.locator("#api-keys tr", has_text="edge-1").locator('[data-field="kind"]').first
+    assert edge.inner_text() == "Detector key · site 浦东工地 A"
+    assert errors == [], errors
+    context.close()

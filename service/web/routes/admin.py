@@ -61,13 +61,15 @@ def admin_page(
     users = list(db.scalars(select(User).order_by(User.username)))
     channels, attempts = _alert_channels(state)
     keys = list(db.scalars(select(ApiKey).order_by(ApiKey.created_at.desc())))
+    sites = queries.visible_sites(db, None)
     return render(
         request,
         "admin/index.html",
         user,
         nav="admin",
         users=users,
-        sites=queries.visible_sites(db, None),
+        sites=sites,
+        site_names={s.id: s.name for s in sites},
         cameras=queries.visible_cameras(db, None),
         keys=keys,
         roles=ROLES,

@@ -75,6 +75,7 @@
       div.className = "thumb empty"; div.textContent = t("common.no_snapshot");
       thumb.replaceWith(div);
     }
+    field(row, "open").href = href;  // the time opens the alert; the camera name, the camera
     var time = field(row, "time");
     time.setAttribute("datetime", v.started_at);
     time.textContent = SG.formatTime(v.started_at);
