@@ -110,7 +110,25 @@ def _ago_filter(ctx: Any, value: dt.datetime | None) -> str:
     return _ago(value, ctx.get("lang", "en"))
 
 
+@pass_context
+def _zone_filter(ctx: Any, value: str | None) -> str:
+    """A zone's name; the detector's name for "outside every zone" (`site`) in words."""
+    if not value:
+        return "—"
+    return ctx["t"]("zone.site") if value == "site" else value
+
+
+@pass_context
+def _class_filter(ctx: Any, value: str | None) -> str:
+    """A model class as people read it (`head` -> "Head (no helmet)"); unknown ones as they are."""
+    name = str(value or "")
+    label = ctx["t"](f"class.{name}")
+    return name if label == f"class.{name}" else label
+
+
 templates.env.filters["dt"] = _dt_filter
+templates.env.filters["zone"] = _zone_filter
+templates.env.filters["cls"] = _class_filter
 templates.env.filters["ago"] = _ago_filter
 templates.env.filters["dur"] = fmt_duration
 templates.env.filters["pct"] = fmt_pct

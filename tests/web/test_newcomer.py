@@ -132,3 +132,49 @@ def test_admin_says_what_is_wrong_with_which_field_and_what_was_done(
     assert edge.inner_text() == "Detector key · site 浦东工地 A"
     assert errors == [], errors
     context.close()
+
+
+def _visible_text(page: object) -> str:
+    """The page's words a reader sees (ids, code and the language switch aside)."""
+    return page.evaluate(  # type: ignore[attr-defined]
+        """() => { const out = []; const walk = (n) => {
+             if (n.nodeType === 3) { const el = n.parentElement;
+               const skip = '.mono, code, pre, script, style, option';
+               if (el && !el.closest(skip)) out.push(n.textContent);
+               return; }
+             for (const c of n.childNodes) walk(c); };
+           walk(document.body); return out.join(' '); }"""
+    )
+
+
+def test_chinese_mode_leaves_no_english_behind(browser: object, live_service: LiveService) -> None:
+    """Item 9: the skip link, the key prefix column, the PPE checkboxes, box labels and the zone
+    "site" were English in Chinese mode."""
+    event = live_service.post_violation("gate-1", zone="site")
+    context, page = _page(browser, live_service, width=1440, height=900, locale="zh-CN")
+    errors = _watch(page)
+    page.goto("/login")
+    page.get_by_label("用户名").fill("admin")
+    page.get_by_label("密码").fill("correct-horse-42")
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url("**/alerts")
+    assert page.inner_text("a.visually-hidden") == "跳到正文"
+    row = page.locator(f'#alert-rows tr[data-id="{event["event_id"]}"]')
+    assert row.locator(".c-zone").inner_text() == "全场"
+    page.goto(f"/alerts/{event['event_id']}")
+    labels = page.eval_on_selector_all("svg.boxes text", "els => els.map(e => e.textContent)")
+    assert any(text.startswith("头部（未戴安全帽）") for text in labels), labels
+    assert "全场" in page.inner_text("dl.facts")
+    page.goto("/admin")
+    assert "前缀" in page.inner_text("#api-keys thead")
+    page.goto("/admin/cameras/gate-1/zones")
+    checks = page.locator("fieldset.checks").inner_text()
+    assert "安全帽" in checks and "安全带" in checks and "反光背心" in checks
+    for path in ("/alerts", f"/alerts/{event['event_id']}", "/cameras", "/models", "/reports",
+                 "/admin", "/admin/cameras/gate-1/zones"):  # fmt: skip
+        page.goto(path)
+        words = _visible_text(page)
+        for english in ("Skip to content", "Prefix", "PREFIX", "helmet", "harness", "Zone"):
+            assert english not in words, f"{path}: {english!r} in Chinese mode"
+    assert errors == [], errors
+    context.close()

@@ -103,7 +103,8 @@ def alerts_page(
         "until_iso": filters.until.isoformat() if filters.until else None,
         "health_url": HEALTH_URL,
         "messages": client_messages(
-            lang, ("kind.", "status.", "alerts.", "common.snapshot", "common.no_snapshot")
+            lang,
+            ("kind.", "status.", "alerts.", "common.snapshot", "common.no_snapshot", "zone."),
         ),
     }
     return render(

@@ -84,7 +84,7 @@
     cam.href = "/cameras#camera-" + encodeURIComponent(v.camera_id);  // the camera, not the alert
     cam.textContent = v.camera_name || cfg.camera_names[v.camera_id] || v.camera_id;
     field(row, "site").textContent = v.site_name || cfg.site_names[v.site_id] || "";
-    field(row, "zone").textContent = v.zone || "—";
+    field(row, "zone").textContent = v.zone === "site" ? t("zone.site") : (v.zone || "—");
     var kind = field(row, "kind");
     kind.className = "badge kind-" + v.kind; kind.textContent = t("kind." + v.kind);
     field(row, "duration").textContent = SG.formatDuration(v.duration_s);
