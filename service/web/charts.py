@@ -138,6 +138,85 @@ def _legend_rows(labels: Sequence[str], start: float, end: float) -> list[list[t
     return rows
 
 
+def _nice_top(value: float) -> int:
+    """The smallest 1, 2 or 5 x 10^k at or above `value` (at least 1): a readable axis top."""
+    step = 1
+    while True:
+        for factor in (1, 2, 5):
+            if step * factor >= value:
+                return step * factor
+        step *= 10
+
+
+def count_chart(
+    labels: Sequence[str],
+    series: Sequence[Series],
+    *,
+    title: str,
+    width: int = 1000,
+    height: int = 260,
+) -> str:
+    """Counts over time (one line per group) on an axis from 0: a trend read at a glance.
+
+    At most about twelve x labels are written (evenly spaced), so a 90-day window stays legible;
+    every point keeps its exact value in a tooltip."""
+    left, right, top, bottom = 48, 16, 16, 56
+    legend_rows = _legend_rows([s.label for s in series], left, width - right)
+    height += LEGEND_ROW * (len(legend_rows) - 1)
+    plot_w = width - left - right
+    plot_h = height - top - bottom - LEGEND_ROW * (len(legend_rows) - 1)
+    high = _nice_top(max((v for s in series for v in s.values if v is not None), default=1))
+    n = max(len(labels), 1)
+
+    def x(i: int) -> float:
+        return left + (plot_w * (i + 0.5) / n)
+
+    def y(v: float) -> float:
+        return top + plot_h * (1 - v / high)
+
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}" preserveAspectRatio="xMidYMid meet">',
+        f"<title>{escape(title)}</title>",
+    ]
+    ticks = high if high < 5 else (4 if str(high)[0] == "2" else 5)  # whole numbers only
+    for k in range(ticks + 1):
+        value = high * k / ticks
+        yy = y(value)
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{yy:.1f}" y2="{yy:.1f}"/>'
+            f'<text class="axis" x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end">'
+            f"{value:g}</text>"
+        )
+    every = max(1, math.ceil(n / 12))
+    for i, label in enumerate(labels):
+        if i % every == 0 or i == n - 1:
+            parts.append(
+                f'<text class="axis" x="{x(i):.1f}" y="{top + plot_h + 18}" '
+                f'text-anchor="middle">{escape(label)}</text>'
+            )
+    for s_index, s in enumerate(series):
+        points = [(x(i), y(v), labels[i], v) for i, v in enumerate(s.values) if v is not None]
+        if len(points) > 1:
+            path = " ".join(f"{px:.1f},{py:.1f}" for px, py, _, _ in points)
+            parts.append(f'<polyline class="line series-{s_index}" points="{path}"/>')
+        for px, py, label, v in points:
+            parts.append(
+                f'<circle class="dot series-{s_index}" cx="{px:.1f}" cy="{py:.1f}" r="3">'
+                f"<title>{escape(s.label)} · {escape(label)}: {v:g}</title></circle>"
+            )
+    for row_index, row in enumerate(legend_rows):
+        legend_y = top + plot_h + 40 + LEGEND_ROW * row_index
+        for s_index, cursor in row:
+            parts.append(
+                f'<rect class="swatch series-{s_index}" x="{cursor:.0f}" y="{legend_y - 9}" '
+                f'width="12" height="12" rx="2"/><text class="legend" x="{cursor + 16:.0f}" '
+                f'y="{legend_y + 1}">{escape(series[s_index].label)}</text>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def bar_sparkline(values: Sequence[int], *, title: str, width: int = 140, height: int = 32) -> str:
     """A tiny bar trend (e.g. violations per day) for a table cell."""
     top = max(values, default=0) or 1

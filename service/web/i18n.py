@@ -190,6 +190,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reports.confirmed_rate": "Confirmed rate",
         "reports.trend": "Trend",
         "reports.days": "Days",
+        "reports.unsure": "Unsure",
+        "reports.trend_title_daily": "Violations per day by {group} (false alarms left out)",
+        "reports.trend_title_weekly": "Violations per week by {group} (false alarms left out)",
+        "reports.trend_help": (
+            "Each line counts the alerts that were not false alarms (confirmed, unsure or not yet "
+            "reviewed): a line going down is a site getting safer."
+        ),
+        "reports.trend_left_out": "{n} quieter ones are not drawn.",
         "admin.title": "Administration",
         "admin.users": "Users",
         "admin.sites": "Sites",
@@ -473,6 +481,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reports.confirmed_rate": "确认率",
         "reports.trend": "趋势",
         "reports.days": "天数",
+        "reports.unsure": "不确定",
+        "reports.trend_title_daily": "按{group}统计的每日违规数（不含误报）",
+        "reports.trend_title_weekly": "按{group}统计的每周违规数（不含误报）",
+        "reports.trend_help": (
+            "每条线统计非误报的告警（已确认、不确定或未审核）：线条下降表示工地更安全。"
+        ),
+        "reports.trend_left_out": "另有 {n} 个较少的未画出。",
         "admin.title": "系统管理",
         "admin.users": "用户",
         "admin.sites": "工地",

@@ -72,3 +72,18 @@ def test_line_chart_legend_wraps_instead_of_running_off_the_edge() -> None:
     axis = [t for t in root.findall(f"{SVG}text") if t.get("class") == "axis"]
     assert any(t.find(f"{SVG}title") is not None and t.find(f"{SVG}title").text ==
                "siteguard-ppe-v1.1" for t in axis)  # fmt: skip
+
+
+def test_count_chart_starts_at_zero_with_a_round_top_and_legible_labels() -> None:
+    from service.web.charts import count_chart
+
+    labels = [f"d{i}" for i in range(60)]
+    root = _parse(
+        count_chart(labels, [Series("Gate", [i % 7 for i in range(60)])], title="per day")
+    )
+    axis = [t.text for t in root.findall(f"{SVG}text") if t.get("text-anchor") == "end"]
+    assert axis[0] == "0" and axis[-1] == "10"  # max 6 -> a round 10
+    x_labels = [t.text for t in root.findall(f"{SVG}text") if t.get("text-anchor") == "middle"]
+    assert 2 <= len(x_labels) <= 13 and x_labels[-1] == "d59"  # thinned, the last one kept
+    dots = root.findall(f"{SVG}circle")
+    assert len(dots) == 60 and dots[3].find(f"{SVG}title").text == "Gate · d3: 3"

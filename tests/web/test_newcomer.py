@@ -178,3 +178,59 @@ def test_chinese_mode_leaves_no_english_behind(browser: object, live_service: Li
             assert english not in words, f"{path}: {english!r} in Chinese mode"
     assert errors == [], errors
     context.close()
+
+
+def test_reports_show_unsure_as_the_csv_does_and_a_trend_per_zone(
+    browser: object, live_service: LiveService
+) -> None:
+    """Item 10: the page counted unsure alerts as unreviewed (2504 = CSV 2503 + 1 unsure), and
+    its only chart was a sparkline: now an Unsure column and a trend per zone."""
+    import csv
+    import datetime as dt
+    import io
+
+    from service.models import utcnow
+
+    def at(days_ago: int) -> str:
+        return (utcnow() - dt.timedelta(days=days_ago, minutes=5)).isoformat()
+
+    posted = {}
+    for name, zone, days_ago in (("a", "north", 0), ("b", "north", 0), ("c", "north", 2),
+                                 ("d", "pit", 1), ("e", "pit", 1), ("f", "pit", 3)):  # fmt: skip
+        posted[name] = live_service.post_violation("gate-1", zone=zone, started_at=at(days_ago))
+    client, csrf = live_service.login("manager")
+    try:
+        for name, outcome in (("a", "unsure"), ("b", "false_alarm"), ("d", "confirmed")):
+            resp = client.post(
+                f"/api/v1/violations/{posted[name]['event_id']}/review",
+                json={"outcome": outcome},
+                headers={"X-CSRF-Token": csrf},
+            )
+            assert resp.status_code == 200, resp.text
+        exported = client.get("/reports.csv", params={"group": "zone", "period": "weekly"})
+    finally:
+        client.close()
+    assert exported.status_code == 200
+    table = list(csv.DictReader(io.StringIO(exported.text.lstrip("\ufeff"))))
+
+    context, page = _page(browser, live_service, width=1440, height=900)
+    errors = _watch(page)
+    _login(page, "manager")
+    page.goto("/reports?group=zone&period=weekly&days=14")
+    headers = page.inner_text("#report thead").lower()
+    assert "unsure" in headers and "unreviewed" in headers
+    for key in ("unsure", "unreviewed"):
+        shown = sum(int(x) for x in page.locator(f'#report [data-field="{key}"]').all_inner_texts())
+        assert shown == sum(int(row[key]) for row in table), key  # page and CSV agree
+    assert int(page.inner_text("#rep-unsure")) == sum(int(row["unsure"]) for row in table)
+
+    chart = page.locator("#trend svg.chart")
+    assert "zone" in page.inner_text("#trend-h").lower()
+    legend = chart.locator("text.legend").all_text_contents()
+    assert {"north", "pit"} <= set(legend), legend
+    tips = chart.locator("circle title").all_text_contents()
+    north_total = sum(int(t.rsplit(": ", 1)[1]) for t in tips if t.startswith("north ·"))
+    pit_total = sum(int(t.rsplit(": ", 1)[1]) for t in tips if t.startswith("pit ·"))
+    assert (north_total, pit_total) == (2, 3)  # north's false alarm is left out
+    assert errors == [], errors
+    context.close()

@@ -16,8 +16,9 @@ from service.models import User
 from service.security import audit
 from service.web import queries
 from service.web.access import page_user, scope
-from service.web.charts import bar_sparkline
+from service.web.charts import Series, bar_sparkline, count_chart
 from service.web.i18n import translator
+from service.web.report_trend import compliance_trend
 from service.web.templating import render, request_lang, request_tz
 
 router = APIRouter()
@@ -64,7 +65,20 @@ def reports_page(
         totals.total += r.total
         totals.confirmed += r.confirmed
         totals.false_alarms += r.false_alarms
-        totals.unreviewed += r.unreviewed + r.unsure
+        totals.unsure += r.unsure
+        totals.unreviewed += r.unreviewed
+    _, tz = request_tz(request)
+    trend = compliance_trend(db, scope(user), tz=tz, group=group, days=days, site=site or None)
+
+    def shown(name: str) -> str:
+        if group == "kind":
+            return t(f"kind.{name}")
+        return t("zone.site") if group == "zone" and name == "site" else name
+
+    title = t(f"reports.trend_title_{trend.period}", group=t(f"common.{group}").lower())
+    chart = count_chart(
+        trend.labels, [Series(shown(s.label), s.values) for s in trend.series], title=title
+    )
     return render(
         request,
         "reports.html",
@@ -77,6 +91,10 @@ def reports_page(
         periods=PERIODS,
         sites=queries.visible_sites(db, scope(user)),
         csv_url="/reports.csv?" + urlencode({k: v for k, v in params.items() if v}),
+        trend=trend,
+        trend_chart=chart if trend.series else "",
+        trend_title=title,
+        shown=shown,
         spark=lambda r: bar_sparkline(r.trend, title=f"{t('reports.trend')} {r.group}"),
     )
 
