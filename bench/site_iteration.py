@@ -31,16 +31,21 @@ Writes WORK/site_iteration.json and prints the markdown table for docs/iteration
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.iteration import post_and_review, start_service  # noqa: E402
+import cv2  # noqa: E402
+import httpx  # noqa: E402
+
+from bench.iteration import CAMERA, post_and_review, start_service  # noqa: E402
 from training.datasets import DatasetWriter, Sample, in_stable_share  # noqa: E402
 from training.group_split import read_groups, split_of_group  # noqa: E402
 from training.labels import label_path_for, list_images, read_labels  # noqa: E402
@@ -48,14 +53,19 @@ from training.labels import label_path_for, list_images, read_labels  # noqa: E4
 FIGURES = ("worker_accuracy", "violation_recall", "violation_precision", "workers")
 
 
-def base_dataset(hardhat: Path, site: dict[str, Any], out: Path, share: float) -> Path:
-    """The retrain's base: a stable share of Hard Hat Workers train (replay), Hard Hat Workers
+def base_dataset(
+    hardhat: Path, site: dict[str, Any], out: Path, share: float, val_share: float
+) -> Path:
+    """The retrain's base: a stable share of Hard Hat Workers train (replay), a share of its
     valid + the site's val groups (best-epoch choice sees both), Hard Hat Workers test."""
     writer = DatasetWriter(out)
-    replay = [p for p in list_images(hardhat / "train" / "images") if in_stable_share(p, share)]
+
+    def part(folder: Path, fraction: float) -> list[Path]:
+        return [p for p in list_images(folder) if in_stable_share(p, fraction)]
+
     for split, images in (
-        ("train", replay),
-        ("val", list_images(hardhat / "valid" / "images") + list_images(site["val"])),
+        ("train", part(hardhat / "train" / "images", share)),
+        ("val", part(hardhat / "valid" / "images", val_share) + list_images(site["val"])),
         ("test", list_images(hardhat / "test" / "images")),
     ):
         for image in images:
@@ -72,6 +82,59 @@ def site_batches(site: dict[str, Any], groups: Path, count: int) -> list[list[Pa
     for image in list_images(site["train"]):
         batches[int(split_of_group(group_of[image.stem], fractions, seed=1))].append(image)
     return batches
+
+
+def audit_id(image: Path) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"siteguard-site-audit/{image.name}"))
+
+
+def post_audit_frames(
+    url: str, tokens: dict[str, str], model: Path, frames: list[Path], share: float
+) -> dict[str, int]:
+    """A random share of the batch's frames as the detector's audit frames (real route), each
+    labelled by a trainer with the labelled boxes (`PUT /samples/{id}/labels`)."""
+    from detector.evidence import boxes_payload
+    from detector.inference import OnnxDetector, class_thresholds
+    from training.review_sim import GroundTruthReviewer
+
+    detector = OnnxDetector(model)
+    truth = GroundTruthReviewer(frames)
+    thresholds = class_thresholds(detector.names, detector.class_conf, detector.operating_conf)
+    edge = httpx.Client(base_url=url, headers={"X-API-Key": tokens["detector"]}, timeout=60)
+    trainer = httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {tokens['trainer']}"}, timeout=60
+    )
+    counts = {"audit_frames": 0, "labelled": 0}
+    for image in frames:
+        if not in_stable_share(Path(audit_id(image)), share):
+            continue
+        frame = cv2.imread(str(image))
+        [found] = detector.predict([frame])
+        found = found[found.confidence >= thresholds[found.class_id]]
+        height, width = frame.shape[:2]
+        audit = {
+            "audit_id": audit_id(image),
+            "camera_id": CAMERA,
+            "captured_at": dt.datetime.now(dt.UTC).isoformat(),
+            "model_version": detector.version,
+            "frame_width": width,
+            "frame_height": height,
+            "detections": boxes_payload(found),
+            "thresholds": {detector.names[i]: float(t) for i, t in enumerate(thresholds)},
+        }
+        jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+        r = edge.post(
+            "/api/v1/audit-frames",
+            files={"audit": (None, json.dumps(audit)), "frame": ("f.jpg", jpeg, "image/jpeg")},
+        )
+        r.raise_for_status()
+        counts["audit_frames"] += 1
+        sample_id = r.json().get("sample_id")
+        if sample_id is not None:
+            boxes = truth.labels(image)
+            trainer.put(f"/api/v1/samples/{sample_id}/labels", json={"boxes": boxes})
+            counts["labelled"] += 1
+    return counts
 
 
 def score(
@@ -109,10 +172,17 @@ def main() -> int:
     parser.add_argument("--hours", type=float, default=None, help="time budget per retrain")
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--base-train-share", type=float, default=0.1)
+    parser.add_argument("--base-val-share", type=float, default=0.5)
     parser.add_argument("--repeat-samples", type=int, default=4)
     parser.add_argument("--lr0", type=float, default=0.001, help="AdamW, no warm-up, cosine")
     parser.add_argument("--trainer-corrects", type=float, default=1.0)
     parser.add_argument("--review-iou", type=float, default=0.3)
+    parser.add_argument(
+        "--audit-share",
+        type=float,
+        default=0.0,
+        help="share of each batch's frames posted as audit frames and labelled by trainers",
+    )
     parser.add_argument("--holdout", type=float, default=0.2)
     parser.add_argument("--eval-limit", type=int, default=None, help="smoke runs only")
     args = parser.parse_args()
@@ -124,7 +194,9 @@ def main() -> int:
         raise SystemExit(f"{work} exists; remove it or pass another --work")
     work.mkdir(parents=True)
     started = time.monotonic()
-    base_yaml = base_dataset(args.hardhat, site, work / "base", args.base_train_share)
+    base_yaml = base_dataset(
+        args.hardhat, site, work / "base", args.base_train_share, args.base_val_share
+    )
     batches = site_batches(site, args.groups, args.iterations)
     proc, url, tokens = start_service(work, args.port)
     versions: list[dict[str, Any]] = []
@@ -144,6 +216,8 @@ def main() -> int:
             counts = post_and_review(
                 url, tokens, live_onnx, batch, args.trainer_corrects, args.review_iou
             )
+            if args.audit_share > 0:
+                counts.update(post_audit_frames(url, tokens, live_onnx, batch, args.audit_share))
             print(f"batch {index}: {len(batch)} frames, reviews (simulated): {counts}", flush=True)
             result = retrain(
                 RetrainOptions(
@@ -183,6 +257,7 @@ def main() -> int:
                     "gate": gate,
                     "promoted": promoted,
                     "note": f"batch {index}: {counts['alerts']} alerts, "
+                    f"{counts.get('audit_frames', 0)} audit frames, "
                     f"{m['retrain']['trained_samples']} samples trained, "
                     f"{'promoted' if promoted else 'gate refused'}",
                 }

@@ -117,7 +117,8 @@ def test_other_sites_and_unknown_ids_are_not_found(
     with _web_login(live_service, "trainer-a") as client:
         assert client.get(f"/samples/{samples['a']}").status_code == 200
         assert client.get(f"/samples/{samples['b']}").status_code == 404
-        assert client.get(f"/api/v1/samples/{samples['b']}/image").status_code == 403
+        # The API too: another site's sample is not found (as its audit frames are).
+        assert client.get(f"/api/v1/samples/{samples['b']}/image").status_code == 404
         listing = client.get("/samples").text
         assert f'data-sample="{samples["a"]}"' in listing
         assert f'data-sample="{samples["b"]}"' not in listing and "Site B" not in listing
@@ -153,7 +154,7 @@ def test_edit_boxes_in_the_browser(
         "() => { const i = document.getElementById('sample-frame');"
         " return i.complete && i.naturalWidth > 0; }"
     )
-    assert page.locator("#sample-svg rect").count() == 3
+    assert page.locator("#sample-svg rect[data-index]").count() == 3
     frame = page.locator("#sample-svg").bounding_box()
     scale = FRAME_W / frame["width"]  # frame pixels per screen pixel
     assert abs(scale - 1) > 0.05, "the test should run with the frame scaled on screen"
@@ -169,7 +170,7 @@ def test_edit_boxes_in_the_browser(
     assert page.locator("#sample-svg rect.selected.cls-head").count() == 1
     # Delete the person box from the list.
     page.get_by_role("button", name="Delete #2").click()
-    assert page.locator("#sample-svg rect").count() == 2
+    assert page.locator("#sample-svg rect[data-index]").count() == 2
     # Draw a missed head with a mouse drag (inside nothing; class chosen beforehand).
     page.select_option("#new-class", "head")
     page.mouse.move(*at(450, 100))
@@ -177,7 +178,7 @@ def test_edit_boxes_in_the_browser(
     page.mouse.move(*at(480, 130), steps=4)
     page.mouse.move(*at(500, 160), steps=4)
     page.mouse.up()
-    assert page.locator("#sample-svg rect").count() == 3
+    assert page.locator("#sample-svg rect[data-index]").count() == 3
     assert page.locator("#dirty").is_visible()
     page.screenshot(path=str(ARTIFACTS / "sample-editor.png"), full_page=True)
     page.get_by_role("button", name="Save labels").click()
@@ -203,11 +204,63 @@ def test_edit_boxes_in_the_browser(
     page.locator("#save-result.error").wait_for()
     assert "403" in page.inner_text("#save-result")
     page.get_by_role("button", name="Discard changes").click()
-    assert page.locator("#sample-svg rect").count() == 3
+    assert page.locator("#sample-svg rect[data-index]").count() == 3
 
     page.goto("/samples?corrected=yes")
     assert (
         page.locator(f'#samples tr[data-sample="{sid}"] [data-field="boxes"]').inner_text() == "3"
     )
+    assert errors == [], errors
+    context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not at /usr/bin/chromium")
+def test_move_and_resize_boxes_and_one_name_per_class(
+    browser: object, live_service: LiveService
+) -> None:
+    """Issue 19, item 7: a box is moved by dragging it, resized by a corner handle, nudged with
+    the arrow keys; the frame names each box as the list does ("Head (no helmet)", not "head")."""
+    sid = _make_sample(live_service)
+    context, page = _page(browser, live_service, width=1280, height=900)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _login(page, "trainer")
+    page.goto(f"/samples/{sid}")
+    page.wait_for_function(
+        "() => { const i = document.getElementById('sample-frame');"
+        " return i.complete && i.naturalWidth > 0; }"
+    )
+    names = page.eval_on_selector_all("#sample-svg text", "els => els.map(e => e.textContent)")
+    assert "#1 Head (no helmet)" in names and "#3 Helmet" in names, names
+    frame = page.locator("#sample-svg").bounding_box()
+    scale = FRAME_W / frame["width"]
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return frame["x"] + x / FRAME_W * frame["width"], frame["y"] + y / FRAME_H * frame["height"]
+
+    page.mouse.click(*at(125, 105))  # select the helmet box [100, 80, 150, 130]
+    assert page.locator("#sample-svg rect.handle").count() == 4
+    page.mouse.move(*at(125, 105))  # drag it 60 px right, 40 px down
+    page.mouse.down()
+    page.mouse.move(*at(155, 125), steps=4)
+    page.mouse.move(*at(185, 145), steps=4)
+    page.mouse.up()
+    page.mouse.move(*at(210, 170))  # its bottom-right handle, now at (210, 170): 20 px further
+    page.mouse.down()
+    page.mouse.move(*at(220, 180), steps=4)
+    page.mouse.move(*at(230, 190), steps=4)
+    page.mouse.up()
+    page.keyboard.press("ArrowLeft")  # and one pixel left
+    assert page.locator("#sample-svg rect[data-index]").count() == 3  # nothing drawn
+    page.get_by_role("button", name="Save labels").click()
+    page.locator("#save-result.ok").wait_for()
+    items = page.evaluate("async () => (await (await fetch('/api/v1/samples')).json()).items")
+    (stored,) = [s for s in items if s["id"] == sid]
+    moved = next(b for b in stored["labels"] if b["class"] == "helmet")["xyxy"]
+    tolerance = 2 * scale + 0.5
+    for got, want in zip(moved, [159, 120, 229, 190], strict=True):
+        assert abs(got - want) <= tolerance, (moved, scale)
     assert errors == [], errors
     context.close()

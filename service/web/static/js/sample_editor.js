@@ -1,5 +1,7 @@
-/* Trainer's box editor: select, reclassify, delete and draw boxes on a sample's frame, then save
-   them through PUT /api/v1/samples/{id}/labels. Coordinates are frame pixels (the API's unit). */
+/* Trainer's box editor: select, reclassify, delete, draw, move and resize boxes on a sample's
+   frame, then save them through PUT /api/v1/samples/{id}/labels. Coordinates are frame pixels
+   (the API's unit). A selected box moves when dragged, resizes by its corner handles, and moves
+   by a pixel with the arrow keys (ten with Shift). */
 (function () {
   "use strict";
   var cfg = JSON.parse(document.getElementById("editor-config").textContent);
@@ -14,7 +16,8 @@
   var width = cfg.width || 0, height = cfg.height || 0;
   var saved = plain(cfg.boxes), boxes = plain(cfg.boxes);
   var selected = -1;
-  var press = null; // the pointer gesture in progress: {start, current, screen, index, drawing}
+  var press = null; // the gesture in progress: {start, current, screen, index, drawing, mode}
+  var CORNERS = { nw: [0, 1], ne: [2, 1], sw: [0, 3], se: [2, 3] }; // xyxy indices per handle
 
   function t(key, fmt) {
     var text = cfg.messages[key] || key;
@@ -56,10 +59,13 @@
     return { x: b[0], y: b[1], width: Math.max(0, b[2] - b[0]), height: Math.max(0, b[3] - b[1]) };
   }
 
+  function label(name) { return cfg.class_labels[name] || name; } // the list's name, everywhere
+
+  function screenScale() { return width / (svg.getBoundingClientRect().width || width); }
+
   function drawFrame() {
     while (svg.firstChild) svg.removeChild(svg.firstChild);
-    var shown = svg.getBoundingClientRect().width || width;
-    var font = Math.round(13 * width / shown); // about 13 screen pixels at any display size
+    var font = Math.round(13 * screenScale()); // about 13 screen pixels at any display size
     // Large boxes first, so a head inside a person box stays on top and can be clicked.
     var order = boxes.map(function (_, i) { return i; }).sort(function (a, b) {
       var A = boxes[a].xyxy, B = boxes[b].xyxy;
@@ -73,8 +79,18 @@
       var above = attrs.y > font + 4;
       svg.appendChild(node("text", {
         x: attrs.x + 2, y: above ? attrs.y - 4 : attrs.y + attrs.height + font, style: "font-size:" + font + "px",
-      }, "#" + (i + 1) + " " + b.class));
+      }, "#" + (i + 1) + " " + label(b.class)));
     });
+    if (selected >= 0 && boxes[selected]) { // corner handles of the selected box: drag to resize
+      var size = Math.max(6, Math.round(12 * screenScale())), sel = clampBox(boxes[selected].xyxy);
+      Object.keys(CORNERS).forEach(function (corner) {
+        var c = CORNERS[corner];
+        svg.appendChild(node("rect", {
+          "class": "handle handle-" + corner, "data-handle": corner,
+          x: sel[c[0]] - size / 2, y: sel[c[1]] - size / 2, width: size, height: size,
+        }));
+      });
+    }
     if (press && press.drawing) {
       var draft = rectAttrs([press.start[0], press.start[1], press.current[0], press.current[1]]);
       draft["class"] = "draft";
@@ -152,14 +168,28 @@
     if (row) row.scrollIntoView({ block: "nearest" });
   }
 
-  // A press on the frame: a short click selects the box under it (or clears the selection);
-  // a drag draws a new box of the chosen class.
+  // The selected box shifted by (dx, dy), kept whole inside the frame.
+  function shifted(xyxy, dx, dy) {
+    var b = clampBox(xyxy);
+    dx = Math.max(-b[0], Math.min(width - b[2], dx));
+    dy = Math.max(-b[1], Math.min(height - b[3], dy));
+    return [round1(b[0] + dx), round1(b[1] + dy), round1(b[2] + dx), round1(b[3] + dy)];
+  }
+
+  // A press on the frame: on a corner handle of the selected box, a drag resizes it; on the
+  // selected box, a drag moves it; elsewhere a short click selects the box under the pointer
+  // (or clears the selection) and a drag draws a new box of the chosen class.
   svg.addEventListener("pointerdown", function (ev) {
     if (ev.button !== 0 || !width || !height) return;
+    var handle = ev.target.closest && ev.target.closest("rect[data-handle]");
     var hit = ev.target.closest && ev.target.closest("rect[data-index]");
+    var index = hit ? Number(hit.getAttribute("data-index")) : -1;
+    var mode = handle ? "resize" : (index >= 0 && index === selected ? "move" : "draw");
     press = {
       start: toFrame(ev), current: toFrame(ev), screen: [ev.clientX, ev.clientY],
-      index: hit ? Number(hit.getAttribute("data-index")) : -1, drawing: false,
+      index: handle ? selected : index, drawing: false, mode: mode,
+      corner: handle ? handle.getAttribute("data-handle") : null,
+      origin: mode === "draw" ? null : clampBox(boxes[selected].xyxy),
     };
     svg.setPointerCapture(ev.pointerId);
     ev.preventDefault();
@@ -170,6 +200,14 @@
     if (moved >= DRAG_PX) press.drawing = true;
     if (!press.drawing) return;
     press.current = toFrame(ev);
+    var dx = press.current[0] - press.start[0], dy = press.current[1] - press.start[1];
+    if (press.mode === "move") {
+      boxes[press.index].xyxy = shifted(press.origin, dx, dy);
+    } else if (press.mode === "resize") {
+      var b = press.origin.slice(), c = CORNERS[press.corner];
+      b[c[0]] = press.current[0]; b[c[1]] = press.current[1];
+      boxes[press.index].xyxy = b; // normalised (x1 < x2, y1 < y2) when the press ends
+    }
     drawFrame();
   });
   svg.addEventListener("pointerup", function (ev) {
@@ -177,6 +215,15 @@
     var gesture = press;
     press = null;
     gesture.current = toFrame(ev);
+    if (gesture.mode !== "draw") {
+      if (gesture.drawing) {
+        var box = clampBox(boxes[gesture.index].xyxy);
+        if (box[2] - box[0] < MIN_BOX || box[3] - box[1] < MIN_BOX) box = gesture.origin;
+        boxes[gesture.index].xyxy = box;
+        changed();
+      }
+      return;
+    }
     var b = clampBox([gesture.start[0], gesture.start[1], gesture.current[0], gesture.current[1]]);
     if (gesture.drawing && b[2] - b[0] >= MIN_BOX && b[3] - b[1] >= MIN_BOX) {
       boxes.push({ class: newClass.value, xyxy: b });
@@ -186,7 +233,27 @@
       select(gesture.index);
     }
   });
-  svg.addEventListener("pointercancel", function () { press = null; drawFrame(); });
+  svg.addEventListener("pointercancel", function () {
+    if (press && press.origin && press.index >= 0) boxes[press.index].xyxy = press.origin;
+    press = null; drawFrame();
+  });
+
+  // Arrow keys nudge the selected box (Shift: ten pixels); Delete removes it.
+  document.addEventListener("keydown", function (ev) {
+    if (selected < 0 || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    var tag = (ev.target.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "select" || tag === "textarea") return;
+    var step = ev.shiftKey ? 10 : 1;
+    var moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+    if (moves[ev.key]) {
+      ev.preventDefault();
+      boxes[selected].xyxy = shifted(boxes[selected].xyxy, moves[ev.key][0], moves[ev.key][1]);
+      changed();
+    } else if (ev.key === "Delete") {
+      ev.preventDefault();
+      boxes.splice(selected, 1); selected = -1; changed();
+    }
+  });
 
   function show(ok, text) {
     result.hidden = false;
