@@ -57,6 +57,7 @@ class Poster:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.last_reply: dict[str, Any] = {}  # the last heartbeat reply (camera settings too)
         self.backoff_s = 0.0
         self.last_error: str | None = None
 
@@ -156,9 +157,11 @@ class Poster:
         response = self._client.post(f"{API}/heartbeats", json=payload)
         _check(response)
         try:
-            return response.json().get("active_model")
-        except (ValueError, AttributeError):
-            return None
+            reply = response.json()
+        except ValueError:
+            reply = None
+        self.last_reply = reply if isinstance(reply, dict) else {}
+        return self.last_reply.get("active_model")
 
     def download(self, url: str, dest: Path) -> Path:
         """Stream a file (a promoted model) to `dest` via a temporary name."""

@@ -115,6 +115,20 @@ class RuleEngine:
         else:
             self.violation_conf[kind] = conf
 
+    def set_zones(
+        self, zones: list[ZoneConfig] | None = None, site_requires: list[str] | None = None
+    ) -> None:
+        """New zones and/or the PPE required outside them (None: keep what is there), e.g. as
+        drawn in the service's zone editor. Open episodes go on; new ones use the new zones."""
+        update: dict = {}
+        if zones is not None:
+            update["zones"] = zones
+        if site_requires is not None:
+            update["site_requires"] = site_requires
+        self.camera = self.camera.model_copy(update=update)
+        self.zones = [_Zone(z, self.camera.schedule) for z in self.camera.zones]
+        self.set_model_classes(self._model_classes)  # warns if a zone now needs a harness
+
     def set_model_classes(self, names: set[str]) -> None:
         """Tell the engine what the model can see (harness rules need a harness class)."""
         self._model_classes = set(names)

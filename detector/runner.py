@@ -31,6 +31,7 @@ from detector.poster import Poster
 from detector.reload import ModelManager
 from detector.rules import RuleEngine, RuleEvent
 from detector.shadow import ShadowMode
+from detector.site_settings import ServiceSettings
 from detector.sources import CameraReader, Frame
 from detector.tracking import WorkerTracker
 
@@ -76,6 +77,7 @@ class Runner:
         self._stopped = False
         self._heartbeat_thread: threading.Thread | None = None
         self._announcement_thread: threading.Thread | None = None
+        self.site_settings = ServiceSettings()  # zones drawn in the service, unless set locally
         self._metrics_server = None
         self.heartbeat_ok: bool | None = None
         rules = config.rules
@@ -326,6 +328,8 @@ class Runner:
             log.info("heartbeat delivered again")
         self.heartbeat_ok = True
         self._follow_announcement(active)
+        cameras = {cam_id: (pipe.config, pipe.rules) for cam_id, pipe in self.cameras.items()}
+        self.site_settings.apply(cameras, self.poster.last_reply.get("cameras"))
 
     def _follow_announcement(self, active: dict[str, Any] | None) -> None:
         """Download and swap a promoted model beside the heartbeats, never in their way: the

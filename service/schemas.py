@@ -88,8 +88,19 @@ class ActiveModel(BaseModel):
     url: str
 
 
+class CameraSettings(BaseModel):
+    """What the service keeps for one camera of a heartbeat (drawn in the admin page's zone
+    editor): its zones (frame pixels) and the PPE required outside every zone. A detector uses
+    them unless its own config sets `zones` / `site_requires` for that camera."""
+
+    camera_id: str
+    zones: list[dict[str, Any]] = Field(default_factory=list)
+    required_ppe: list[str] = Field(default_factory=lambda: ["helmet"])
+
+
 class HeartbeatOut(BaseModel):
     active_model: ActiveModel | None
+    cameras: list[CameraSettings] = Field(default_factory=list)
 
 
 class DetectorOut(BaseModel):
@@ -309,10 +320,28 @@ class SiteOut(BaseModel):
     created_at: dt.datetime
 
 
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+Clock = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")]
+
+
+class ZoneWindow(Input):
+    """When a zone's rules apply: these days, from `start` to `end` (local time of the detector's
+    `rules.timezone`; an end before the start runs past midnight)."""
+
+    days: list[Day] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], max_length=7
+    )
+    start: Clock = "00:00"
+    end: Clock = "23:59:59"
+
+
 class Zone(Input):
     name: str = Field(min_length=1, max_length=64)
     polygon: list[tuple[float, float]] = Field(default_factory=list, max_length=100)
     required_ppe: list[Ppe] = Field(default_factory=lambda: ["helmet"])
+    schedule: list[ZoneWindow] | None = Field(
+        None, max_length=14, description="when its rules apply; none = the camera's (always)"
+    )
 
 
 class CameraIn(Input):

@@ -170,7 +170,9 @@ def _write_detector_config(
     import yaml
 
     is_folder = Path(source).is_dir()
-    camera: dict = {"id": CAMERA_ID, "source": str(source), "fps": 5, "site_requires": ["helmet"]}
+    # No zones or site_requires here: the camera's zones come from the service (drawn in the
+    # admin page's zone editor), which a detector.yaml entry would override.
+    camera: dict = {"id": CAMERA_ID, "source": str(source), "fps": 5}
     if is_folder:
         camera.update(playback_fps=5, image_hold_s=3)
     config = {

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from service.deps import AppState, get_db, get_state
 from service.events import Event
 from service.models import Camera, Detector, ModelVersion, utcnow
-from service.schemas import ActiveModel, HeartbeatIn, HeartbeatOut
+from service.schemas import ActiveModel, CameraSettings, HeartbeatIn, HeartbeatOut
 from service.security import DetectorKey, detector_key
 
 router = APIRouter(tags=["detectors"])
@@ -61,10 +61,18 @@ def post_heartbeat(
             cam.last_frame_at = info.last_frame_at
             cam.last_heartbeat_at = now
             cam.detector_id = beat.detector_id
+        settings = [
+            CameraSettings(
+                camera_id=cam_id,
+                zones=list(rows[cam_id].zones or []),
+                required_ppe=list(rows[cam_id].required_ppe or ["helmet"]),
+            )
+            for cam_id in cams
+        ]
     state.metrics.heartbeats.inc()
     for cam_id, new_state in changed:
         announce_camera(state, key.site_id or "", cam_id, new_state, now)
-    return HeartbeatOut(active_model=active_model(db))
+    return HeartbeatOut(active_model=active_model(db), cameras=settings)
 
 
 def announce_camera(

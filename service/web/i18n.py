@@ -215,7 +215,41 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.revoke": "Revoke",
         "admin.zones": "Zones",
         "admin.zone_editor": "Zone editor",
-        "admin.zone_help": "Click on the snapshot to add points; close the polygon, name it, save.",
+        "admin.zone_help": (
+            "Click on the snapshot to place a zone's corners, name it, choose what it requires "
+            "(and when), then Save zone."
+        ),
+        "admin.zone_no_snapshot": (
+            "No snapshot of this camera yet: draw on a blank {width}x{height} frame, or come "
+            "back after its first alert."
+        ),
+        "admin.zone_none": "No zones yet: the camera's rules apply to the whole picture.",
+        "admin.zone_new": "New zone",
+        "admin.zone_when": "When (optional; empty: always)",
+        "admin.zone_from": "from",
+        "admin.zone_to": "to",
+        "admin.zone_save": "Save zone",
+        "admin.zone_reach": (
+            "Saved zones reach this camera's detector with its next heartbeat (within 2 s), "
+            "unless its detector.yaml lists zones for this camera."
+        ),
+        "admin.zone_yaml": "As detector.yaml (only to override the service's zones on a detector)",
+        "admin.zone_always": "always",
+        "admin.zone_every_day": "every day",
+        "admin.zone_delete": "Delete",
+        "admin.zone_confirm_delete": "Delete zone {name}? Detectors stop using it at once.",
+        "admin.zone_deleted": "Zone {name} deleted.",
+        "admin.zone_not_saved": "Not saved: {detail}",
+        "admin.zone_need_points": "Click at least 3 corners on the snapshot first.",
+        "admin.zone_name_taken": "A zone is named {name} already: choose another name.",
+        "admin.zone_saved_one": "Zone {name} saved; detectors apply it at their next heartbeat.",
+        "day.mon": "Mon",
+        "day.tue": "Tue",
+        "day.wed": "Wed",
+        "day.thu": "Thu",
+        "day.fri": "Fri",
+        "day.sat": "Sat",
+        "day.sun": "Sun",
         "admin.zone_name": "Zone name",
         "admin.zone_requires": "Requires",
         "admin.zone_undo": "Undo point",
@@ -505,7 +539,39 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.revoke": "吊销",
         "admin.zones": "区域",
         "admin.zone_editor": "区域编辑器",
-        "admin.zone_help": "在抓拍图上点击添加顶点；闭合多边形、命名后保存。",
+        "admin.zone_help": (
+            "在抓拍图上点击放置区域的各个顶点，命名并选择要求（及时段），然后点击“保存区域”。"
+        ),
+        "admin.zone_no_snapshot": (
+            "该摄像头还没有抓拍图：可在 {width}x{height} 的空白画面上绘制，或在第一条告警后再来。"
+        ),
+        "admin.zone_none": "尚无区域：摄像头的规则适用于整个画面。",
+        "admin.zone_new": "新区域",
+        "admin.zone_when": "时段（可选；留空表示始终）",
+        "admin.zone_from": "从",
+        "admin.zone_to": "到",
+        "admin.zone_save": "保存区域",
+        "admin.zone_reach": (
+            "保存的区域会随下一次心跳（2 秒内）下发到该摄像头的检测端，"
+            "除非其 detector.yaml 为该摄像头设置了区域。"
+        ),
+        "admin.zone_yaml": "detector.yaml 写法（仅用于在某个检测端覆盖服务中的区域）",
+        "admin.zone_always": "始终",
+        "admin.zone_every_day": "每天",
+        "admin.zone_delete": "删除",
+        "admin.zone_confirm_delete": "删除区域 {name}？检测端将立即停止使用。",
+        "admin.zone_deleted": "已删除区域 {name}。",
+        "admin.zone_not_saved": "未保存：{detail}",
+        "admin.zone_need_points": "请先在抓拍图上点击至少 3 个顶点。",
+        "admin.zone_name_taken": "已有名为 {name} 的区域，请换一个名称。",
+        "admin.zone_saved_one": "已保存区域 {name}，检测端将在下次心跳时应用。",
+        "day.mon": "周一",
+        "day.tue": "周二",
+        "day.wed": "周三",
+        "day.thu": "周四",
+        "day.fri": "周五",
+        "day.sat": "周六",
+        "day.sun": "周日",
         "admin.zone_name": "区域名称",
         "admin.zone_requires": "要求佩戴",
         "admin.zone_undo": "撤销顶点",

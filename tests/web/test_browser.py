@@ -347,10 +347,9 @@ def test_admin_sites_keys_users_and_zone_editor(browser: object, live_service: L
         page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
     page.fill("#zone-name", "scaffold")
     page.check('input[name="ppe"][value="harness"]')
-    page.get_by_role("button", name="Create").click()
-    assert page.locator("#zone-svg polygon").count() == 1
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save zone").click()  # one button: drawn and saved
     page.locator("#zone-result.ok").wait_for()
+    assert page.locator("#zone-svg polygon").count() == 1
     page.screenshot(path=str(ARTIFACTS / "zone-editor.png"), full_page=True)
 
     camera = page.evaluate("async () => (await fetch('/api/v1/cameras/gate-1')).json()")

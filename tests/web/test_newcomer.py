@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
+import supervision as sv
 
 from .test_browser import CHROMIUM, _login, _page, _wait_live
 from .testkit import LiveService
@@ -168,7 +170,7 @@ def test_chinese_mode_leaves_no_english_behind(browser: object, live_service: Li
     page.goto("/admin")
     assert "前缀" in page.inner_text("#api-keys thead")
     page.goto("/admin/cameras/gate-1/zones")
-    checks = page.locator("fieldset.checks").inner_text()
+    checks = page.locator("fieldset.checks").first.inner_text()
     assert "安全帽" in checks and "安全带" in checks and "反光背心" in checks
     for path in ("/alerts", f"/alerts/{event['event_id']}", "/cameras", "/models", "/reports",
                  "/admin", "/admin/cameras/gate-1/zones"):  # fmt: skip
@@ -232,5 +234,67 @@ def test_reports_show_unsure_as_the_csv_does_and_a_trend_per_zone(
     north_total = sum(int(t.rsplit(": ", 1)[1]) for t in tips if t.startswith("north ·"))
     pit_total = sum(int(t.rsplit(": ", 1)[1]) for t in tips if t.startswith("pit ·"))
     assert (north_total, pit_total) == (2, 3)  # north's false alarm is left out
+    assert errors == [], errors
+    context.close()
+
+
+def test_a_zone_saved_in_the_editor_reaches_the_detector(
+    browser: object, live_service: LiveService, tmp_path
+) -> None:
+    """Item 5: one "Save zone" button; the detector's next heartbeat brings the zone to its
+    rules, and a bare head inside it is reported in that zone, not "site"."""
+    from detector.config import CameraConfig, RulesConfig, ServiceConfig
+    from detector.outbox import Outbox
+    from detector.poster import Poster
+    from detector.rules import RuleEngine
+    from detector.site_settings import ServiceSettings
+
+    live_service.post_violation("gate-1")  # a 640x360 snapshot to draw on
+    context, page = _page(browser, live_service, width=1440, height=900)
+    errors = _watch(page)
+    _login(page, "admin")
+    page.goto("/admin/cameras/gate-1/zones")
+    assert page.locator("#zone-form button[type=submit]").count() == 1  # one Save button
+    assert page.get_by_role("button", name="Create").count() == 0
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#zone-editor img');"
+        " return i && i.complete && i.naturalWidth > 0; }"
+    )
+    box = page.locator("#zone-svg").bounding_box()
+    for fx, fy in ((0.05, 0.05), (0.5, 0.05), (0.5, 0.9), (0.05, 0.9)):  # (32,18)-(320,324)
+        page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+    page.fill("#zone-name", "scaffold-east")
+    page.get_by_role("button", name="Save zone").click()
+    page.locator("#zone-result.ok", has_text="scaffold-east").wait_for()
+    assert page.locator('#zone-list li[data-zone="scaffold-east"]').count() == 1
+
+    config = CameraConfig(id="gate-1", source="x.mp4")  # no zones in detector.yaml
+    engine = RuleEngine(config, RulesConfig(hold_s=0.5))
+    engine.set_model_classes({"head", "helmet", "person"})
+    poster = Poster(
+        ServiceConfig(url=live_service.base_url, api_key=live_service.api_key),
+        Outbox(tmp_path / "outbox.sqlite3"),
+    )
+    beat = {"detector_id": "edge-1", "cameras": [{"camera_id": "gate-1", "state": "online"}]}
+    poster.heartbeat(beat)
+    assert ServiceSettings().apply({"gate-1": (config, engine)}, poster.last_reply["cameras"])
+    assert [z.name for z in engine.zones] == ["scaffold-east"]
+    head = sv.Detections(
+        xyxy=np.array([[100.0, 100.0, 140.0, 140.0]], dtype=np.float32),
+        confidence=np.array([0.9], dtype=np.float32),
+        class_id=np.zeros(1, dtype=int),
+        tracker_id=np.array([3]),
+        data={"class_name": np.array(["head"])},
+    )
+    opened = [e for t in (0.0, 0.6) for e in engine.update(head, 1_800_000_000.0 + t)]
+    assert [e.episode.zone for e in opened] == ["scaffold-east"]  # not "site"
+
+    page.once("dialog", lambda dialog: dialog.accept())  # deleting saves at once, too
+    page.get_by_role("button", name="Delete scaffold-east").click()
+    page.locator("#zone-result.ok", has_text="deleted").wait_for()
+    poster.heartbeat(beat)
+    ServiceSettings().apply({"gate-1": (config, engine)}, poster.last_reply["cameras"])
+    assert engine.zones == []
+    poster.stop()
     assert errors == [], errors
     context.close()

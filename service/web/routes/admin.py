@@ -138,7 +138,7 @@ def zone_editor_page(
         "zones": list(camera.zones or []),
         "width": width,
         "height": height,
-        "messages": client_messages(request_lang(request), ("admin.zone",)),
+        "messages": client_messages(request_lang(request), ("admin.zone", "ppe.", "day.")),
     }
     return render(
         request,
