@@ -298,3 +298,38 @@ def test_a_zone_saved_in_the_editor_reaches_the_detector(
     poster.stop()
     assert errors == [], errors
     context.close()
+
+
+def test_the_language_choice_follows_the_user_to_a_new_browser(
+    browser: object, live_service: LiveService
+) -> None:
+    """Item 9: the switch was remembered per browser only; a signed-in user's choice now opens
+    a new browser (after sign-in) in that language, while its own switch still wins there."""
+    first, page = _page(browser, live_service, width=1280, height=800)
+    errors = _watch(page)
+    _login(page, "viewer")
+    page.select_option("#lang-select", "zh")
+    page.wait_for_function("document.documentElement.lang === 'zh-CN'")
+    first.close()
+
+    second, page = _page(browser, live_service, width=1280, height=800, locale="en-US")
+    errors += _watch(page)
+    page.goto("/login")
+    assert page.get_by_role("button", name="Sign in").count() == 1  # nobody signed in: English
+    _login(page, "viewer")
+    assert page.evaluate("document.documentElement.lang") == "zh-CN"
+    assert "实时告警" in page.inner_text("h1")
+    page.select_option("#lang-select", "en")  # and back, remembered the same way
+    page.wait_for_function("document.documentElement.lang === 'en'")
+    second.close()
+
+    third, page = _page(browser, live_service, width=1280, height=800, locale="zh-CN")
+    errors += _watch(page)
+    page.goto("/login")
+    page.get_by_label("用户名").fill("viewer")
+    page.get_by_label("密码").fill("correct-horse-42")
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url("**/alerts")
+    assert page.evaluate("document.documentElement.lang") == "en"
+    third.close()
+    assert errors == [], errors

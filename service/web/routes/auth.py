@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.deps import AppState, get_db, get_state
-from service.security import csrf_protect, login, logout, optional_user
+from service.models import AuditEntry
+from service.security import audit, csrf_protect, login, logout, optional_user
 from service.web.i18n import LANG_COOKIE, LANGUAGES, translator
 from service.web.templating import render, request_lang
 
@@ -43,7 +45,7 @@ def login_submit(
     target = safe_next(next)
     response = RedirectResponse(target, 303)
     try:
-        login(request, response, db, state, username, password)
+        session = login(request, response, db, state, username, password)
     except HTTPException as exc:
         t = translator(request_lang(request))
         message = t("login.throttled") if exc.status_code == 429 else t("login.failed")
@@ -59,7 +61,27 @@ def login_submit(
         if exc.headers:
             page.headers.update(exc.headers)
         return page
+    if LANG_COOKIE not in request.cookies:  # a new browser: the language this user chose last
+        lang = remembered_language(db, session.user_id)
+        if lang:
+            response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", path="/")
     return response
+
+
+LANGUAGE_ACTION = "user.language"
+
+
+def remembered_language(db: Session, user_id: int) -> str | None:
+    """The language a user last chose with the switch (kept in the audit log, which retention
+    never trims), so it follows them to a new browser; None if they never chose one."""
+    detail = db.scalar(
+        select(AuditEntry.detail)
+        .where(AuditEntry.user_id == user_id, AuditEntry.action == LANGUAGE_ACTION)
+        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .limit(1)
+    )
+    lang = detail.get("lang") if isinstance(detail, dict) else None
+    return lang if lang in LANGUAGES else None
 
 
 @router.post("/logout", include_in_schema=False)
@@ -75,11 +97,23 @@ def logout_submit(
 
 
 @router.get("/lang", include_in_schema=False)
-def switch_language(code: str, next: str | None = None) -> Response:
-    """Remember the chosen UI language in a cookie (a preference, not server state)."""
+def switch_language(
+    request: Request,
+    code: str,
+    next: str | None = None,
+    db: Session = Depends(get_db),
+    state: AppState = Depends(get_state),
+) -> Response:
+    """Remember the chosen UI language in a cookie and, for a signed-in user, with the user (so a
+    new browser opens in it after sign-in)."""
     response = RedirectResponse(safe_next(next), 303)
     if code in LANGUAGES:
         response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, samesite="lax", path="/")
+        user = optional_user(request, db)
+        if user is not None and remembered_language(db, user.id) != code:
+            with state.db.writing(db):
+                audit(db, request, user.username, LANGUAGE_ACTION, user=user,
+                      detail={"lang": code})  # fmt: skip
     return response
 
 
