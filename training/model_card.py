@@ -231,7 +231,9 @@ def _original_data(data: str) -> str:
     return data
 
 
-def _figures_table(fp32: dict[str, Any], int8: dict[str, Any] | None) -> list[str]:
+def _figures_table(
+    fp32: dict[str, Any], int8: dict[str, Any] | None, timing: bool = True
+) -> list[str]:
     head = "| figure | fp32 |" + (" int8 | delta (points) |" if int8 else "")
     rule = "|---|---:|" + ("---:|---:|" if int8 else "")
     lines = [head, rule]
@@ -250,6 +252,8 @@ def _figures_table(fp32: dict[str, Any], int8: dict[str, Any] | None) -> list[st
         if int8:
             line += f" {int8[key]:.3f} | {100 * (int8[key] - fp32[key]):+.1f} |"
         lines.append(line)
+    if not timing:
+        return lines
     line = f"| inference ms/image (during evaluation) | {fp32['inference_ms_per_image']:.1f} |"
     if int8:
         line += f" {int8['inference_ms_per_image']:.1f} | |"
@@ -281,10 +285,11 @@ def _cross_source_lines(fp32: dict[str, Any], int8: dict[str, Any] | None) -> li
         f"({cross['images']} images, {cross['workers']} workers; split by group, so no clip or "
         f"source photo of it was trained or tuned on), at the same thresholds. Matching: "
         f"**{cross.get('matching', 'iou')}** (this source boxes hats and hair, not whole heads; "
-        "see `training/worker_metrics.py`). One worker is "
+        "see `training/worker_metrics.py`; the dataset version is rebuilt by the command in "
+        "docs/iteration.md). One worker is "
         f"{100 / max(cross['workers'], 1):.1f} points of worker accuracy here.",
         "",
-        *_figures_table(cross, cross8),
+        *_figures_table(cross, cross8, timing=False),
         "",
         *_per_class_table(cross),
     ]

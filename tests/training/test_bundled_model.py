@@ -33,9 +33,21 @@ def test_bundled_model_figures_on_real_test_images(
     )
 
 
-# The issue's targets for the shipped model on the whole test split (models/MODEL_CARD.md).
+# The issues' targets for the shipped model on the whole test split (models/MODEL_CARD.md).
 TARGETS = {"worker_accuracy": 0.90}
-AP50_TARGETS = {"head": 0.85, "helmet": 0.90}
+AP50_TARGETS = {"head": 0.90, "helmet": 0.93}
+# The second source's held-back groups (issue 13) are reproduced, not held to its targets
+# (worker accuracy and violation recall >= 0.60): the shipped model does not reach them yet
+# (models/MODEL_CARD.md, docs/benchmarks.md).
+CSS_IMPORT = [
+    "--class-map",
+    "Hardhat=helmet,NO-Hardhat=head,Person=person,Mask=-,NO-Mask=-,NO-Safety Vest=-,"
+    "Safety Vest=-,Safety Cone=-,machinery=-,vehicle=-",
+    "--grow-boxes",
+    "helmet=1.12x1.68,head=1.17x2.07",
+    "--split-by-group",
+    "train=0.6,val=0.2,test=0.2",
+]
 
 
 @pytest.mark.parametrize("variant", ["siteguard-ppe", "siteguard-ppe-int8"])
@@ -59,3 +71,31 @@ def test_shipped_figures_reproduce_on_the_whole_test_split(
         assert figures[key] >= target, (key, figures[key])
     for name, target in AP50_TARGETS.items():
         assert figures["per_class"][name]["ap50"] >= target, (name, figures["per_class"][name])
+
+
+@pytest.mark.parametrize("variant", ["siteguard-ppe", "siteguard-ppe-int8"])
+def test_shipped_cross_source_figures_reproduce_on_the_held_back_groups(
+    variant: str,
+    bundled_model: Path,
+    css_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The card's second-source figures: the dataset version is rebuilt from ../shared with the
+    documented command (so the split and the box conversion are what the card says) and the
+    model is scored on its held-back groups, which no training or tuning step saw."""
+    model = bundled_model.with_name(f"{variant}.onnx")
+    shipped = json.loads(model.with_suffix(".eval.json").read_text())["cross_source"]
+    site = tmp_path / "css"
+    groups = ["--groups", str(css_dir / "groups.csv")]
+    assert main(["dataset", "import", str(css_dir), "--out", str(site), *CSS_IMPORT, *groups]) == 0
+    capsys.readouterr()
+    data = site / "data.yaml"
+    args = ["--split", "test", "--matching", "coverage", "--json"]
+    assert main(["evaluate", "--model", str(model), "--data", str(data), *args]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["matching"] == shipped["matching"] == "coverage"
+    assert figures["images"] == shipped["images"] and figures["workers"] == shipped["workers"]
+    for key in ("worker_accuracy", "strict_worker_accuracy", "violation_precision",
+                "violation_recall", "false_alarms", "map50"):  # fmt: skip
+        assert figures[key] == pytest.approx(shipped[key], abs=2e-4), key
