@@ -99,9 +99,15 @@ def test_a_service_that_dies_at_start_up_shows_why(tmp_path: Path) -> None:
 
 
 def _demo_source(folder: Path) -> Path:
+    """Three test photos with bare heads in them (the first alert comes from them)."""
     folder.mkdir()
-    shared = REPO_ROOT.parent / "shared/data/hardhat-workers/test/images"
-    images = sorted(shared.glob("*.jpg"))[:3] if shared.is_dir() else []
+    labels = REPO_ROOT.parent / "shared/data/hardhat-workers/test/labels"
+    images = []
+    for label in sorted(labels.glob("*.txt")) if labels.is_dir() else []:
+        if sum(line.split()[:1] == ["0"] for line in label.read_text().splitlines()) >= 2:
+            images.append(label.parent.parent / "images" / f"{label.stem}.jpg")
+        if len(images) == 3:
+            break
     for image in images:
         shutil.copy(image, folder / image.name)
     if not images:
@@ -123,6 +129,7 @@ def _without_onnx(folder: Path) -> dict[str, str]:
 
 def test_demo_opens_on_the_bundled_models_history(tmp_path: Path) -> None:
     port = _free_port()
+    started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "siteguard", "demo", "--port", str(port),
          "--state-dir", str(tmp_path / "state"), "--source", str(_demo_source(tmp_path / "cam")),
@@ -162,7 +169,7 @@ def test_demo_opens_on_the_bundled_models_history(tmp_path: Path) -> None:
             assert f"{evaluation['worker_accuracy'] * 100:.1f}" in page
         assert "No model versions registered yet" not in page
         if CHROMIUM.exists():
-            _models_page_in_chromium(base, password, versions)
+            _newcomer_in_chromium(base, password, versions, started, tmp_path)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -172,21 +179,47 @@ def test_demo_opens_on_the_bundled_models_history(tmp_path: Path) -> None:
             proc.wait()
 
 
-def _models_page_in_chromium(base: str, password: str, versions: list[str]) -> None:
+def _newcomer_in_chromium(
+    base: str, password: str, versions: list[str], started: float, tmp_path: Path
+) -> None:
+    """The issue's target: a first alert, reviewed, the model's history, no log read, every page
+    free of console errors. The time from `make demo` to the first alert is written down."""
     sync_api = pytest.importorskip("playwright.sync_api")
+    artifacts = REPO_ROOT / "test-artifacts" / "web"
+    artifacts.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         page = browser.new_page(base_url=base, viewport={"width": 1440, "height": 900})
         errors: list[str] = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto("/login")
         page.get_by_label("User name").fill("admin")
         page.get_by_label("Password").fill(password)
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url("**/alerts")
+        assert page.inner_text("#kpi-cameras") in ("0/1", "1/1")
+        first = page.locator("#alert-rows tr[data-id]").first
+        first.wait_for(timeout=240_000)  # the real detector on the demo photos
+        to_first_alert = time.monotonic() - started
+        (artifacts / "demo-first-alert.txt").write_text(
+            f"first alert {to_first_alert:.1f} s after the demo started\n"
+        )
+        page.wait_for_function("document.getElementById('kpi-cameras').textContent === '1/1'")
+        first.locator(".c-zone").click()  # select it, then review with the keyboard
+        page.keyboard.press("c")
+        first.locator(".badge.status-confirmed").wait_for()
+        event = first.get_attribute("data-id")
+        page.screenshot(path=str(artifacts / "demo-alerts.png"))
         page.goto("/models")
         for version in versions:
-            assert page.locator(f'tr[data-version="{version}"]').count() == 1
+            assert page.locator(f'#model-versions tr[data-version="{version}"]').count() == 1
         assert page.locator("svg.chart circle").count() >= len(versions)
+        assert page.locator('.history li[data-action="model.promote"]').count() >= len(versions)
+        page.screenshot(path=str(artifacts / "demo-models.png"), full_page=True)
+        for path in ("/cameras", "/reports", "/admin", "/admin/cameras/demo-cam/zones",
+                     "/samples", f"/alerts/{event}"):  # fmt: skip
+            page.goto(path)
+            page.wait_for_load_state("load")
         assert errors == [], errors
         browser.close()

@@ -333,3 +333,27 @@ def test_the_language_choice_follows_the_user_to_a_new_browser(
     assert page.evaluate("document.documentElement.lang") == "en"
     third.close()
     assert errors == [], errors
+
+
+def test_a_keyboard_review_lowers_unreviewed_today_once(
+    browser: object, live_service: LiveService
+) -> None:
+    """The page's own review and the stream's review event both used to lower the count."""
+    context, page = _page(browser, live_service, width=1440, height=900)
+    errors = _watch(page)
+    _login(page, "manager")
+    _wait_live(page)
+    event = live_service.post_violation("gate-1")
+    row = page.locator(f'#alert-rows tr[data-id="{event["event_id"]}"]')
+    row.wait_for()
+    page.wait_for_timeout(500)  # the server-rendered row has replaced the streamed one
+    before = int(page.inner_text("#kpi-open"))
+    row.locator(".c-zone").click()
+    page.keyboard.press("c")
+    page.locator(
+        f'#alert-rows tr[data-id="{event["event_id"]}"] .c-status', has_text="manager"
+    ).wait_for()  # the stream's review event re-rendered the row
+    page.wait_for_timeout(500)
+    assert int(page.inner_text("#kpi-open")) == before - 1
+    assert errors == [], errors
+    context.close()

@@ -101,6 +101,15 @@
     if (el && /^\d+$/.test(el.textContent.trim())) el.textContent = String(Number(el.textContent) + delta);
   }
 
+  // "Unreviewed today" drops once per alert, whether the stream's review event or the answer
+  // to this page's own review comes first.
+  var counted = {};
+  function reviewed(id) {
+    if (counted[id]) return;
+    counted[id] = true;
+    bump("kpi-open", -1);
+  }
+
   function findRow(id) {
     return document.querySelector('#alert-rows tr[data-id="' + CSS.escape(id) + '"]');
   }
@@ -141,7 +150,7 @@
     if (!row) return;
     var before = row.querySelector(".c-status .badge");
     if (before && before.classList.contains("status-unreviewed") && v.status && v.status !== "unreviewed") {
-      bump("kpi-open", -1);
+      reviewed(v.event_id);
     }
     fetchRow(v).then(function (fresh) {
       row = findRow(v.event_id) || row;
@@ -233,7 +242,7 @@
       .then(function (resp) {
         if (resp.ok) {
           var badge = row.querySelector(".c-status .badge");
-          if (badge && badge.classList.contains("status-unreviewed")) bump("kpi-open", -1);
+          if (badge && badge.classList.contains("status-unreviewed")) reviewed(id);
           setStatus(row, outcome);
           move(1);
         }
