@@ -186,7 +186,9 @@ def register_model_file(
     if eval_path.is_file():
         metrics = benchmark_metrics(json.loads(eval_path.read_text()))
     elif meta.get("metrics"):
-        metrics = {"benchmark": json.loads(meta["metrics"])}
+        benchmark = json.loads(meta["metrics"])
+        cross = benchmark.pop("cross_source", None) if isinstance(benchmark, dict) else None
+        metrics = {"benchmark": benchmark, **({"cross_source": cross} if cross else {})}
     else:
         metrics = {}
     dataset = meta.get("dataset_version")

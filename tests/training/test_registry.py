@@ -193,3 +193,23 @@ def test_bundled_lineage_is_oldest_first_and_read_from_the_files() -> None:
     for path in lineage:  # every version shows its own measured figures on the page
         evaluation = json.loads(path.with_suffix(".eval.json").read_text())
         assert evaluation["model_version"] == read_metadata(path)["siteguard_version"]
+
+
+def test_figures_from_the_metadata_alone_keep_the_second_source_apart(
+    service, tmp_path: Path
+) -> None:
+    """No .eval.json beside the model: the figures `siteguard export` stored in its metadata,
+    with the cross-source block registered as `metrics.cross_source`, not inside `benchmark`."""
+    from training.onnx_meta import write_metadata
+
+    url, trainer, _ = service
+    model = tiny_model(tmp_path / "g.onnx", "ppe-g")
+    model.with_suffix(".eval.json").unlink()
+    compact = {"split": "test", "images": 10, "worker_accuracy": 0.9,
+               "cross_source": {"split": "test", "images": 40, "worker_accuracy": 0.7}}  # fmt: skip
+    write_metadata(model, {"metrics": json.dumps(compact)})
+    with RegistryClient(url, trainer) as client:
+        record = register_model_file(client, model)
+    assert record["metrics"]["benchmark"]["worker_accuracy"] == 0.9
+    assert "cross_source" not in record["metrics"]["benchmark"]
+    assert record["metrics"]["cross_source"]["worker_accuracy"] == 0.7
