@@ -155,6 +155,19 @@ def _row(version: str, site: dict[str, Any], bench: dict[str, Any], note: str) -
     )
 
 
+def write_report(
+    work: Path, versions: list[dict[str, Any]], batches: list[list[Path]], started: float
+) -> dict[str, Any]:
+    report = {
+        "versions": versions,
+        "batches": [len(b) for b in batches],
+        "seconds": round(time.monotonic() - started),
+        "simulated": "alerts one per frame; reviews and trainer boxes from ground-truth labels",
+    }
+    (work / "site_iteration.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     shared = Path(os.environ.get("SITEGUARD_SHARED", "../shared"))
@@ -264,16 +277,11 @@ def main() -> int:
             )
             if promoted:
                 live, live_onnx = result.version, result.onnx
+            write_report(work, versions, batches, started)  # a cut-short run keeps its rows
     finally:
         proc.terminate()
         proc.wait(30)
-    report = {
-        "versions": versions,
-        "batches": [len(b) for b in batches],
-        "seconds": round(time.monotonic() - started),
-        "simulated": "alerts one per frame; reviews and trainer boxes from ground-truth labels",
-    }
-    (work / "site_iteration.json").write_text(json.dumps(report, indent=2) + "\n")
+    report = write_report(work, versions, batches, started)
     print(
         "\n| version | site worker acc. | site viol. recall | site viol. precision | "
         "site workers | HHW test worker acc. | HHW head AP50 | step |"
