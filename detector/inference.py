@@ -26,6 +26,10 @@ import numpy as np
 import onnxruntime as ort
 import supervision as sv
 
+from detector.tiling import Tiling
+from detector.tiling import merge as tiling_merge
+from detector.tiling import views as tiling_views
+
 log = logging.getLogger(__name__)
 # The operating threshold a trainer chose on val (`siteguard export --conf`), in the ONNX metadata.
 OPERATING_CONF_KEY = "siteguard_conf"
@@ -330,14 +334,7 @@ class OnnxDetector:
         preds = output[:4, keep].T
         cx, cy, w, h = preds[:, 0], preds[:, 1], preds[:, 2], preds[:, 3]
         xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-        # Per-class NMS (as Ultralytics does), except that `exclusive` classes share a group:
-        # offset boxes by group so groups never suppress one another, then one OpenCV call on
-        # (x, y, w, h) boxes.
-        offset = self.nms_group[class_ids][:, None].astype(np.float32) * 7680.0
-        shifted = xyxy + offset
-        xywh = np.concatenate([shifted[:, :2], shifted[:, 2:] - shifted[:, :2]], axis=1)
-        index = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.conf, self.iou)
-        index = np.asarray(index, dtype=int).reshape(-1)[: self.max_det]
+        index = self.nms(xyxy, scores, class_ids)
         frame_xyxy = box.to_frame(xyxy[index], width, height).astype(np.float32)
         ids = class_ids[index].astype(int)
         return sv.Detections(
@@ -347,18 +344,70 @@ class OnnxDetector:
             data={"class_name": np.array([self.names.get(i, str(i)) for i in ids], dtype=str)},
         )
 
+    def nms(self, xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
+        """Indices of the boxes NMS keeps (best first, at most `max_det`).
+
+        Per-class NMS (as Ultralytics does), except that `exclusive` classes share a group:
+        boxes are offset by group so groups never suppress one another, then one OpenCV call on
+        (x, y, w, h) boxes. Tiled inference merges its views with this same call.
+        """
+        offset = self.nms_group[class_ids][:, None].astype(np.float32) * 7680.0
+        shifted = xyxy + offset
+        xywh = np.concatenate([shifted[:, :2], shifted[:, 2:] - shifted[:, :2]], axis=1)
+        index = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.conf, self.iou)
+        return np.asarray(index, dtype=int).reshape(-1)[: self.max_det]
+
     def _empty(self) -> sv.Detections:
         detections = sv.Detections.empty()
         detections.data["class_name"] = np.array([], dtype=str)
         return detections
 
-    def predict(self, frames: Sequence[np.ndarray]) -> list[sv.Detections]:
-        """Detections for each BGR frame (one onnxruntime call for all when batching is allowed)."""
+    def predict(
+        self,
+        frames: Sequence[np.ndarray],
+        tiling: Tiling | Sequence[Tiling | None] | None = None,
+    ) -> list[sv.Detections]:
+        """Detections for each BGR frame (one onnxruntime call for all when batching is allowed).
+
+        `tiling` (one for all frames, or one per frame; None = off) adds tiled inference for
+        small, distant workers (detector/tiling.py): a tiled frame's full-frame pass and tiles
+        run in the same onnxruntime call as the other frames, and are merged by `nms`.
+        """
         if not frames:
             return []
+        plans = list(tiling) if isinstance(tiling, Sequence) else [tiling] * len(frames)
+        if len(plans) != len(frames):
+            raise ValueError(f"{len(plans)} tilings for {len(frames)} frames")
+        if any(plan is not None for plan in plans):
+            return self._predict_tiled(frames, plans)
         blob, boxes = self.preprocess(frames)
         output = self.run(blob)
         return [
             self.decode(output[i], boxes[i], frame.shape[1], frame.shape[0])
             for i, frame in enumerate(frames)
         ]
+
+    def _predict_tiled(
+        self, frames: Sequence[np.ndarray], plans: Sequence[Tiling | None]
+    ) -> list[sv.Detections]:
+        images: list[np.ndarray] = []
+        spans: list[tuple[int, int, np.ndarray | None]] = []  # (first view, views, windows)
+        for frame, plan in zip(frames, plans, strict=True):
+            if plan is None:
+                spans.append((len(images), 1, None))
+                images.append(frame)
+                continue
+            frame_views, windows = tiling_views(frame, plan)
+            spans.append((len(images), len(frame_views), windows))
+            images.extend(frame_views)
+        parts = self.predict(images)
+        out = []
+        for frame, plan, (first, count, windows) in zip(frames, plans, spans, strict=True):
+            if plan is None:
+                out.append(parts[first])
+                continue
+            height, width = frame.shape[:2]
+            out.append(
+                tiling_merge(parts[first : first + count], windows, width, height, plan, self.nms)
+            )
+        return out

@@ -20,7 +20,8 @@ Detections below `conf` are dropped after NMS; greedy NMS never lets a low-scori
 higher one, so this equals a second pass at `conf`. ONNX models run through
 `detector.inference.OnnxDetector`, the code path that runs in production; `.pt` weights run
 through Ultralytics' predictor, and `ultralytics_val=True` adds Ultralytics' own `val` figures
-(P/R there are at the max-F1 threshold, so they differ from ours) for comparison.
+(P/R there are at the max-F1 threshold, so they differ from ours) for comparison. `tiles` runs
+an ONNX model tiled, as a camera with `tiling` runs it (detector/tiling.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ import numpy as np
 import supervision as sv
 
 from detector.inference import class_thresholds, parse_class_conf
+from detector.tiling import Tiling
 from training.classmap import parse_class_map, resolve_names
 from training.data_yaml import load_data_yaml
 from training.labels import ImagesError, label_path_for, list_images, read_labels, to_xyxy
@@ -71,6 +74,8 @@ class EvalOptions:
     class_conf_grid: tuple[float, ...] = ()  # search head x helmet thresholds over these values
     matching: str = "iou"  # how a detection matches a worker (training/worker_metrics.py)
     rank_by: str = "worker_accuracy"  # what the grid maximises (or strict_worker_accuracy)
+    tiles: int = 0  # tiled inference (detector/tiling.py): GRID x GRID tiles + full frame; 0 off
+    tile_overlap: float = 0.2
 
 
 @dataclass
@@ -85,10 +90,15 @@ class Model:
     class_conf: dict[str, float] = field(default_factory=dict)  # its per-class ones, if any
 
 
-def load_model(path: Path, imgsz: int | None, map_conf: float, nms_iou: float) -> Model:
-    """An ONNX file through the production detector, or `.pt` weights through Ultralytics."""
+def load_model(
+    path: Path, imgsz: int | None, map_conf: float, nms_iou: float, tiling: Tiling | None = None
+) -> Model:
+    """An ONNX file through the production detector (tiled when `tiling` is set, as a camera
+    with `tiling` runs), or `.pt` weights through Ultralytics."""
     if not path.is_file():
         raise FileNotFoundError(f"model not found: {path}")
+    if tiling is not None and path.suffix != ".onnx":
+        raise ValueError(f"tiled evaluation runs the production detector: needs .onnx, got {path}")
     if path.suffix == ".onnx":
         from detector.inference import OnnxDetector
 
@@ -96,8 +106,9 @@ def load_model(path: Path, imgsz: int | None, map_conf: float, nms_iou: float) -
         if imgsz is not None and (imgsz, imgsz) != det.imgsz:
             log.warning("evaluating %s at %d px; it was exported at %s", path, imgsz, det.imgsz)
             det.imgsz = (imgsz, imgsz)
+        predict = det.predict if tiling is None else partial(det.predict, tiling=tiling)
         return Model(
-            dict(det.names), det.version, det.imgsz, det.predict, det.operating_conf,
+            dict(det.names), det.version, det.imgsz, predict, det.operating_conf,
             dict(det.class_conf),
         )  # fmt: skip
     if path.suffix == ".pt":
@@ -160,7 +171,8 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
     images = list_images(data[options.split])
     if options.limit:
         images = images[: options.limit]
-    model = load_model(options.model, options.imgsz, options.map_conf, options.nms_iou)
+    tiling = Tiling(options.tiles, options.tile_overlap) if options.tiles else None
+    model = load_model(options.model, options.imgsz, options.map_conf, options.nms_iou, tiling)
     model_classes = [model.names[i] for i in sorted(model.names)]
     to_model = resolve_names(data["names"], parse_class_map(options.class_map), model_classes)
     operating_conf = next(c for c in (options.conf, model.conf, DEFAULT_CONF) if c is not None)
@@ -256,6 +268,7 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
         "match_iou": 0.5,  # of mAP and per-class P/R; worker figures follow `matching`
         "map_implementation": MAP_IMPLEMENTATION,
         "class_map": options.class_map or "",
+        "tiling": asdict(tiling) if tiling else None,
         "inference_ms_per_image": round(1000 * infer_seconds / max(len(images), 1), 2),
         "seconds": round(time.perf_counter() - started, 1),
     }
