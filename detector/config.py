@@ -160,6 +160,16 @@ class ZoneConfig(_Strict):
         return {"helmet", "harness"} if self.at_height else {"helmet"}
 
 
+class TilingConfig(_Strict):
+    """Tiled inference for small, distant workers (detector/tiling.py). Costs grid**2 (+1 with
+    the full frame) model runs per frame: 5x for the 2x2 default; docs/benchmarks.md says when
+    it pays. `tiling: true` on a camera means these defaults."""
+
+    grid: int = Field(2, ge=2, le=4, description="tiles per side: 2 = a 2x2 grid")  # 4: MAX_GRID
+    overlap: float = Field(0.2, ge=0.0, lt=0.5, description="share of a tile its neighbour sees")
+    full_frame: bool = Field(True, description="also run the whole frame (large close-up heads)")
+
+
 class CameraConfig(_Strict):
     id: str = Field(pattern=SLUG, description="as registered in the service")
     source: str = Field(min_length=1, description="rtsp/http URL, video file, webcam index, dir")
@@ -176,6 +186,18 @@ class CameraConfig(_Strict):
     site_requires: list[PPE] = Field(default_factory=lambda: ["helmet"])
     zones: list[ZoneConfig] = Field(default_factory=list)
     schedule: list[TimeWindow] = Field(default_factory=list, description="empty = always")
+    audit_share: float | None = Field(None, ge=0, le=1, description="overrides audit.share")
+    tiling: TilingConfig | None = Field(
+        None, description="tiled inference for small, distant workers; off (None) by default"
+    )
+
+    @field_validator("tiling", mode="before")
+    @classmethod
+    def _tiling_switch(cls, value: Any) -> Any:
+        """`tiling: true` = the defaults, `tiling: false` = off."""
+        if value is True:
+            return {}
+        return None if value is False else value
 
 
 class RulesConfig(_Strict):
@@ -207,6 +229,15 @@ class PrivacyConfig(_Strict):
     jpeg_quality: int = Field(85, ge=10, le=100)
 
 
+class AuditConfig(_Strict):
+    """Audit sampling (detector/audit.py): a random share of the frames the model ran on goes to
+    the service with the model's detections, for trainers to label (unbiased field figures).
+    Off by default: it sends raw frames of people who raised no alert, and needs trainer time."""
+
+    share: float = Field(0.0, ge=0, le=1, description="chance per processed frame; 0 = off")
+    min_interval_s: float = Field(60.0, ge=0, description="per camera: at most one this often")
+
+
 class MetricsConfig(_Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -228,6 +259,7 @@ class DetectorConfig(BaseSettings):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     max_batch: int = Field(4, ge=1, description="frames per onnxruntime call")
     cameras: list[CameraConfig] = Field(default_factory=list)
@@ -239,6 +271,20 @@ class DetectorConfig(BaseSettings):
         if dupes:
             raise ValueError(f"camera ids must be unique, repeated: {dupes}")
         return self
+
+    @model_validator(mode="after")
+    def _audit_needs_raw_frames(self) -> DetectorConfig:
+        sampled = [c.id for c in self.cameras if self.audit_share(c) > 0]
+        if sampled and not self.privacy.send_raw_frame:
+            raise ValueError(
+                f"audit sampling (audit.share / cameras.N.audit_share, on {sampled}) sends the "
+                "raw frame for trainers to label: it needs privacy.send_raw_frame: true"
+            )
+        return self
+
+    def audit_share(self, camera: CameraConfig) -> float:
+        """The camera's audit sampling share: its own `audit_share`, else `audit.share`."""
+        return self.audit.share if camera.audit_share is None else camera.audit_share
 
     @classmethod
     def settings_customise_sources(

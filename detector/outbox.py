@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-MessageType = Literal["open", "end"]
+MessageType = Literal["open", "end", "audit"]  # audit: a sampled frame (detector/audit.py)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (

@@ -3,7 +3,9 @@
 Messages go strictly in the order they were written, so an episode's `end` never overtakes its
 `open`. A network error or a 5xx/408/429 answer pauses the queue and retries after a backoff that
 doubles up to `retry_max_s`; a definitive 4xx marks the message dead (kept, logged). The service
-deduplicates by event id, so a message re-sent after a lost answer is stored once.
+deduplicates by event id, so a message re-sent after a lost answer is stored once. Messages:
+`open` (`POST /violations`), `end` (`POST /violations/{id}/end`) and `audit`, a sampled frame
+for trainers to label (detector/audit.py, `POST /audit-frames`).
 
 Example:
     >>> poster = Poster(ServiceConfig(url="http://127.0.0.1:8000", api_key="k"), outbox)
@@ -144,6 +146,8 @@ class Poster:
                 files["frame"] = ("frame.jpg", message.frame, "image/jpeg")
             response = self._client.post(f"{API}/violations", files=files)
             _check(response, retry=SETUP)
+        elif message.type == "audit":
+            self._send_audit(message)
         else:
             # Its `open` was acknowledged before (strict order), so 404 means that open was
             # refused for good: nothing to close.
@@ -151,6 +155,20 @@ class Poster:
                 f"{API}/violations/{message.event_id}/end", json=message.payload
             )
             _check(response, retry={401, 403})
+
+    def _send_audit(self, message: Message) -> None:
+        """An audit frame (detector/audit.py): `POST /audit-frames`, idempotent by audit id."""
+        files: dict[str, Any] = {"audit": (None, json.dumps(message.payload), "application/json")}
+        if message.frame:
+            files["frame"] = ("frame.jpg", message.frame, "image/jpeg")
+        if message.snapshot:
+            files["snapshot"] = ("snapshot.jpg", message.snapshot, "image/jpeg")
+        response = self._client.post(f"{API}/audit-frames", files=files)
+        if response.status_code in (404, 405) and _no_such_route(response):
+            # A service older than audit sampling: retrying would hold up every event behind
+            # this frame (strict order), so it is kept as dead, with the reason.
+            raise PermanentError(f"HTTP {response.status_code}: the service has no audit route")
+        _check(response, retry=SETUP)
 
     def heartbeat(self, payload: dict[str, Any]) -> dict[str, Any] | None:
         """POST a heartbeat; returns the reply's `active_model` (or None). Raises on failure."""
@@ -178,6 +196,14 @@ class Poster:
 
 class RetryableError(Exception):
     """The service answered but asked to try again later (5xx, 408, 429)."""
+
+
+def _no_such_route(response: httpx.Response) -> bool:
+    """FastAPI's own answer for a path it does not serve (not a handler's 404 naming a camera)."""
+    try:
+        return response.json().get("detail") in ("Not Found", "Method Not Allowed")
+    except (ValueError, AttributeError):
+        return False
 
 
 def _check(response: httpx.Response, retry: set[int] | frozenset[int] = frozenset()) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import supervision as sv
 
+from detector.audit import AuditSampler, audit_message
 from detector.config import CameraConfig, DetectorConfig
 from detector.evidence import boxes_payload, render_evidence
 from detector.inference import OnnxDetector
@@ -33,6 +34,7 @@ from detector.rules import RuleEngine, RuleEvent
 from detector.shadow import ShadowMode
 from detector.site_settings import ServiceSettings
 from detector.sources import CameraReader, Frame
+from detector.tiling import Tiling
 from detector.tracking import WorkerTracker
 
 log = logging.getLogger(__name__)
@@ -53,11 +55,21 @@ class CameraPipeline:
     gate: MotionGate
     tracker: WorkerTracker
     rules: RuleEngine
+    tiling: Tiling | None = None  # tiled inference for small, distant workers (opt-in)
     last_seq: int = 0
     next_due: float = 0.0
     last_detections: sv.Detections | None = None  # of the last inferred frame
     dropped_reported: int = 0
     counts: dict[str, int] = field(default_factory=lambda: {"processed": 0, "skipped": 0})
+
+
+def _tiling(cam: CameraConfig) -> Tiling | None:
+    if cam.tiling is None:
+        return None
+    tiling = Tiling(cam.tiling.grid, cam.tiling.overlap, cam.tiling.full_frame)
+    log.info("camera %s: tiled inference, %s (%d model runs per frame)",
+             cam.id, tiling.describe(), tiling.runs)  # fmt: skip
+    return tiling
 
 
 class Runner:
@@ -72,6 +84,7 @@ class Runner:
         self.outbox = Outbox(config.outbox.path)
         self.poster = Poster(config.service, self.outbox, on_result=self.metrics.on_post_result)
         self.shadow = ShadowMode.from_config(config, lambda: self.models.current.version)
+        self.audit = AuditSampler.from_config(config)  # audit frames for trainers to label
         self._frame_ready = threading.Event()
         self._stop = threading.Event()
         self._stopped = False
@@ -101,6 +114,7 @@ class Runner:
                     class_conf=self.models.current.class_conf,
                 ),
                 rules=engine,
+                tiling=_tiling(cam),
             )
 
     # -- life cycle ----------------------------------------------------------------------
@@ -222,7 +236,9 @@ class Runner:
         detector = self.models.current  # swapped between calls, never during one
         started = time.perf_counter()
         try:
-            results = detector.predict([frame.image for _, frame in batch])
+            results = detector.predict(
+                [frame.image for _, frame in batch], tiling=[pipe.tiling for pipe, _ in batch]
+            )
         except Exception:
             if len(batch) == 1:
                 self._camera_failed(batch[0][0])
@@ -243,6 +259,8 @@ class Runner:
                     detections, timestamp=frame.timestamp, scene=frame.scene
                 )
                 self._apply_rules(pipe, frame, tracked)
+                if self.audit.pick(pipe.config.id):  # a draw among processed frames
+                    self._queue_audit(pipe, frame, detections, detector)
             except Exception:
                 self._camera_failed(pipe)
 
@@ -285,6 +303,17 @@ class Runner:
         snapshot, raw = render_evidence(frame.image, tracked, self.config.privacy, event.box_index)
         self.outbox.put("open", ep.event_id, payload, snapshot=snapshot, frame=raw)
         self.metrics.violations.labels(ep.camera_id, ep.kind).inc()
+        self.metrics.outbox_depth.set(self.outbox.depth())
+        self.poster.wake()
+
+    def _queue_audit(
+        self, pipe: CameraPipeline, frame: Frame, detections: sv.Detections, model: OnnxDetector
+    ) -> None:
+        """An audit frame (detector/audit.py) with the detections of the model that saw it."""
+        payload, snapshot, raw = audit_message(
+            pipe.config.id, frame.image, frame.timestamp, detections, model, self.config.privacy
+        )
+        self.outbox.put("audit", payload["audit_id"], payload, snapshot=snapshot, frame=raw)
         self.metrics.outbox_depth.set(self.outbox.depth())
         self.poster.wake()
 

@@ -78,6 +78,10 @@ class ServiceSettings(BaseSettings):
     promotion_field_tolerance: float = Field(
         0.0, ge=0, le=1, description="gate: max drop of worker accuracy on held-back field samples"
     )
+    promotion_audit_tolerance: float = Field(
+        0.02, ge=0, le=1, description="gate: max drop of violation recall and worker accuracy "
+        "on labelled audit frames (random frames, so fewer of them: a wider margin)"
+    )  # fmt: skip
     alerts_config: Path | None = Field(None, description="alerts YAML; alerts off when unset")
     event_bus: str = Field("auto", pattern="^(auto|memory|postgres)$")
     upgrade_db_on_start: bool = True

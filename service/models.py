@@ -30,6 +30,8 @@ KINDS = ("no_helmet", "no_harness")
 REVIEW_OUTCOMES = ("confirmed", "false_alarm", "unsure")
 VIOLATION_STATUSES = ("unreviewed", *REVIEW_OUTCOMES)
 MODEL_STATUSES = ("candidate", "active", "retired")
+SAMPLE_KINDS = ("review", "audit")
+SAMPLE_STATUSES = ("reviewed", "to_label", "labelled")  # to_label/labelled: audit samples
 CAMERA_STATES = ("online", "offline", "frozen", "unknown")
 
 
@@ -169,12 +171,38 @@ class ModelVersion(Base):
     weights_size_bytes: Mapped[int | None] = mapped_column(Integer)
 
 
+class AuditFrame(Base):
+    """A frame a detector sampled at random (detector/audit.py) with the detections of the model
+    that saw it; a trainer's labels make it count in that version's field figures (migration
+    0004). The row (boxes, no images) outlives its raw frame, so the figures do too."""
+
+    __tablename__ = "audit_frames"
+    __table_args__ = (Index("ix_audit_frames_version", "model_version", "labelled_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    audit_id: Mapped[str] = mapped_column(String(64), unique=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    camera_id: Mapped[str] = mapped_column(ForeignKey("cameras.id", ondelete="CASCADE"))
+    captured_at: Mapped[dt.datetime] = mapped_column(index=True)
+    model_version: Mapped[str] = mapped_column(String(128))
+    frame_width: Mapped[int] = mapped_column(Integer)
+    frame_height: Mapped[int] = mapped_column(Integer)
+    detections: Mapped[list[Any]] = mapped_column(default=list)  # at the operating thresholds
+    thresholds: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    frame_sha256: Mapped[str | None] = mapped_column(String(64))  # raw: trainers only
+    snapshot_sha256: Mapped[str | None] = mapped_column(String(64))  # heads blurred
+    labels: Mapped[list[Any] | None] = mapped_column(JSON)  # None until a trainer labels it
+    labelled_at: Mapped[dt.datetime | None]
+    labelled_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class TrainingSample(Base):
-    """A reviewed frame with its boxes: what `training/` fetches to fine-tune."""
+    """A frame with its boxes: what `training/` fetches to fine-tune. `kind` "review": a
+    reviewed alert's frame (`violation_id`); "audit": an audit frame (`audit_frame_id`, 0004)."""
 
     __tablename__ = "training_samples"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    violation_id: Mapped[int] = mapped_column(
+    violation_id: Mapped[int | None] = mapped_column(
         ForeignKey("violations.id", ondelete="CASCADE"), unique=True
     )
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
@@ -189,6 +217,10 @@ class TrainingSample(Base):
     false_alarm_as: Mapped[str | None] = mapped_column(String(16))
     corrected_at: Mapped[dt.datetime | None]
     corrected_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16), default="review", server_default="review")
+    audit_frame_id: Mapped[int | None] = mapped_column(
+        ForeignKey("audit_frames.id", ondelete="CASCADE"), unique=True
+    )
 
 
 class ShadowReport(Base):
@@ -263,6 +295,7 @@ class AuditEntry(Base):
 
 __all__ = [
     "ApiKey",
+    "AuditFrame",
     "AuditEntry",
     "Base",
     "Camera",

@@ -6,6 +6,12 @@ raw frame too, unless it is a training sample); raw unblurred frames older than 
 `frame_retention_days` go in any case, with the training samples made of them (privacy: export
 or retrain within that window); blobs no row references are removed; expired sessions are
 dropped. The audit log is never touched. Each replica may run it: it is idempotent.
+
+Audit frames (service/audit_frames.py) follow the same clocks, by `captured_at`: the blurred
+snapshot goes after `retention_days`, the raw frame and its training sample after
+`frame_retention_days`. A frame nobody labelled by then is deleted whole (it can no longer be
+labelled); a labelled one keeps its row (detections and labels, no image), so the field figures
+of its model version stay.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
 
 from service.deps import AppState
 from service.models import (
+    AuditFrame,
     Camera,
     ModelVersion,
     TrainingSample,
@@ -64,6 +72,8 @@ def run_retention(state: AppState, now: dt.datetime | None = None) -> RetentionO
             .where(frames_old, Violation.frame_sha256.is_not(None))
             .values(frame_sha256=None)
         )
+        audit_samples, audit_deleted = _audit_frames(db, cutoff, now, state)
+        samples = (samples or 0) + audit_samples
         sessions = db.execute(delete(UserSession).where(UserSession.expires_at < now)).rowcount
     blobs = collect_garbage(state)
     result = RetentionOut(
@@ -72,9 +82,38 @@ def run_retention(state: AppState, now: dt.datetime | None = None) -> RetentionO
         blobs_deleted=blobs,
         sessions_deleted=sessions or 0,
         samples_deleted=samples or 0,
+        audit_frames_deleted=audit_deleted,
     )
     log.info("retention (cutoff %s): %s", cutoff.isoformat(), result.model_dump())
     return result
+
+
+def _audit_frames(
+    db: Session, cutoff: dt.datetime, now: dt.datetime, state: AppState
+) -> tuple[int, int]:
+    """Retention of audit frames (module docstring): (samples deleted, frames deleted)."""
+    frames_cutoff = now - dt.timedelta(days=state.settings.frame_retention_days)
+    raw_old = AuditFrame.captured_at < frames_cutoff
+    unlabelled = AuditFrame.labelled_at.is_(None)
+    gone = select(AuditFrame.id).where(or_(AuditFrame.captured_at < cutoff, raw_old), unlabelled)
+    samples = db.execute(
+        delete(TrainingSample).where(
+            TrainingSample.audit_frame_id.in_(select(AuditFrame.id).where(raw_old))
+            | TrainingSample.audit_frame_id.in_(gone)
+        )
+    ).rowcount
+    frames = db.execute(delete(AuditFrame).where(AuditFrame.id.in_(gone))).rowcount
+    db.execute(
+        update(AuditFrame)
+        .where(AuditFrame.captured_at < cutoff, AuditFrame.snapshot_sha256.is_not(None))
+        .values(snapshot_sha256=None)
+    )
+    db.execute(
+        update(AuditFrame)
+        .where(raw_old, AuditFrame.frame_sha256.is_not(None))
+        .values(frame_sha256=None)
+    )
+    return samples or 0, frames or 0
 
 
 def collect_garbage(state: AppState, min_age_s: float = 300.0) -> int:
@@ -87,6 +126,8 @@ def collect_garbage(state: AppState, min_age_s: float = 300.0) -> int:
             TrainingSample.image_sha256,
             ModelVersion.sha256,
             ModelVersion.weights_sha256,
+            AuditFrame.frame_sha256,
+            AuditFrame.snapshot_sha256,
         ):
             used.update(d for d in db.scalars(select(column).distinct()) if d)
     now = dt.datetime.now().timestamp()

@@ -61,6 +61,51 @@ class ViolationIn(BaseModel):
     boxes: list[BoxIn] = Field(default_factory=list, max_length=1000)
 
 
+class AuditFrameIn(BaseModel):
+    """The `audit` part of `POST /api/v1/audit-frames`: a frame the detector sampled at random,
+    with the detections of the model that saw it at its operating thresholds (docs/contract.md).
+    """
+
+    model_config = ConfigDict(allow_inf_nan=False, extra="ignore")
+    audit_id: EventId
+    camera_id: CameraId
+    captured_at: AwareDatetime
+    model_version: str = Field(min_length=1, max_length=128)
+    frame_width: int = Field(gt=0, le=100_000)
+    frame_height: int = Field(gt=0, le=100_000)
+    detections: list[BoxIn] = Field(max_length=1000, description="[] = the model saw nothing")
+    thresholds: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict, max_length=100, description="per class: the operating threshold"
+    )
+
+
+class AuditFrameOut(BaseModel):
+    """An audit frame as stored. The raw frame is a training sample's image (trainers only:
+    `GET /api/v1/samples/{sample_id}/image`); everyone else gets the blurred snapshot."""
+
+    audit_id: str
+    site_id: str
+    camera_id: str
+    captured_at: dt.datetime
+    model_version: str
+    frame_width: int
+    frame_height: int
+    detections: list[dict[str, Any]]
+    thresholds: dict[str, Any]
+    status: Literal["to_label", "labelled"]
+    labelled_at: dt.datetime | None
+    received_at: dt.datetime
+    snapshot_url: str | None
+    sample_id: int | None = Field(None, description="its training sample (while the frame lasts)")
+
+
+class AuditFramePage(BaseModel):
+    items: list[AuditFrameOut]
+    total: int
+    limit: int
+    offset: int
+
+
 class ViolationEndIn(Input):
     ended_at: AwareDatetime
     duration_s: float | None = Field(None, ge=0, le=7 * 86400)
@@ -217,6 +262,32 @@ class FieldPrecision(BaseModel):
     precision: float | None
 
 
+class AuditFigures(BaseModel):
+    """A model version's field figures from labelled audit frames (service/field.py): the
+    detections it made on site against a trainer's labels, as `training/worker_metrics.py`
+    defines the figures. Each ratio is None when nothing stands behind it."""
+
+    frames: int = Field(description="labelled audit frames this version saw")
+    to_label: int = Field(0, description="its audit frames still waiting for a trainer")
+    workers: int = Field(description="labelled heads and helmets on them")
+    heads: int = Field(description="labelled bare heads (violation recall's denominator)")
+    head_detections: int = Field(description="its bare-head detections (precision's)")
+    false_alarms: int
+    worker_accuracy: float | None
+    violation_precision: float | None
+    violation_recall: float | None
+    matching: str = "iou"
+
+
+class FieldOut(BaseModel):
+    """`GET /api/v1/models/{version}/field`: both kinds of field figure of one version."""
+
+    version: str
+    site_id: str | None
+    reviews: FieldPrecision
+    audit: AuditFigures
+
+
 class ModelVersionOut(BaseModel):
     version: str
     sha256: str
@@ -231,11 +302,18 @@ class ModelVersionOut(BaseModel):
     field: FieldPrecision
     weights_url: str | None = Field(None, description="the .pt it was exported from, if stored")
     shadow_disagreements: int = Field(0, description="frames where it disagreed in shadow mode")
+    audit: AuditFigures | None = Field(
+        None, description="field figures from labelled audit frames (None: no audit frames)"
+    )
 
 
 class SampleOut(BaseModel):
     id: int
-    event_id: str
+    kind: Literal["review", "audit"] = "review"
+    status: Literal["reviewed", "to_label", "labelled"] = Field(
+        "reviewed", description="audit samples: to_label until a trainer saves labels"
+    )
+    event_id: str = Field(description="the violation's event id, or the audit frame's audit id")
     site_id: str
     camera_id: str
     image_url: str
@@ -249,6 +327,11 @@ class SampleOut(BaseModel):
     labels: list[dict[str, Any]] = Field(
         default_factory=list, description="the boxes as they are exported for training"
     )
+    model_version: str | None = Field(None, description="audit samples: the model that saw it")
+    detections: list[dict[str, Any]] | None = Field(
+        None, description="audit samples: that model's detections, as it made them"
+    )
+    captured_at: dt.datetime | None = None
 
 
 class SamplePage(BaseModel):
@@ -442,3 +525,4 @@ class RetentionOut(BaseModel):
     blobs_deleted: int
     sessions_deleted: int
     samples_deleted: int = 0
+    audit_frames_deleted: int = 0

@@ -130,15 +130,24 @@ class RegistryClient:
                     handle.write(chunk)
         return out
 
-    def samples(self, since: str | None = None, limit: int = 500) -> dict[str, Any]:
-        """One page of reviewed samples: {"items": [...], "next_since": ...}."""
+    def samples(
+        self,
+        since: str | None = None,
+        limit: int = 500,
+        kind: str | None = None,
+        status: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of samples: {"items": [...], "next_since": ...}; `kind` "review" or "audit"
+        (random frames a detector sent), `status` "to_label" or "labelled" (audit samples)."""
         params: dict[str, Any] = {"limit": limit}
-        if since:
-            params["since"] = since
+        for name, value in (("since", since), ("kind", kind), ("status", status)):
+            if value:
+                params[name] = value
         return self._check(self._http.get("/samples", params=params), "list samples")
 
     def export_samples(self, out: str | Path, since: str | None = None, fmt: str = "yolo") -> Path:
-        """Reviewed samples as a YOLO-layout zip (for `siteguard dataset import`), or COCO."""
+        """Samples as a YOLO-layout zip (for `siteguard dataset import`), or COCO: reviewed
+        alerts' frames and labelled audit frames (manifest.json gives each one's `kind`)."""
         params = {"format": fmt, **({"since": since} if since else {})}
         out = Path(out)
         with self._http.stream("GET", "/samples/export", params=params) as response:

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from service.api import (
     admin,
+    audit_frames,
     auth,
     detectors,
     events,
@@ -21,6 +22,7 @@ api_router = APIRouter(prefix="/api/v1")
 for module in (
     auth,
     violations,
+    audit_frames,
     heartbeats,
     detectors,
     stats,

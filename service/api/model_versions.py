@@ -27,15 +27,27 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from service.deps import AppState, get_db, get_state
+from service.field import audit_figures
 from service.gate import GateResult, check_gate
 from service.models import ModelVersion, User, Violation, utcnow
-from service.schemas import VERSION, FieldPrecision, ModelMetaIn, ModelPatchIn, ModelVersionOut
+from service.schemas import (
+    SLUG,
+    VERSION,
+    AuditFigures,
+    FieldOut,
+    FieldPrecision,
+    ModelMetaIn,
+    ModelPatchIn,
+    ModelVersionOut,
+)
 from service.security import (
     audit,
+    check_site,
     current_user,
     lookup_detector_key,
     require_role,
     role_rank,
+    site_scope,
 )
 from service.storage import BlobStore
 
@@ -45,10 +57,13 @@ VersionPath = Annotated[str, Path(pattern=VERSION, max_length=128)]
 _ERR = {401: {}, 403: {}, 404: {}, 409: {}}
 
 
-def field_precision(db: Session, version: str) -> FieldPrecision:
+def field_precision(db: Session, version: str, sites: set[str] | None = None) -> FieldPrecision:
     conf = func.sum(case((Violation.status == "confirmed", 1), else_=0))
     fa = func.sum(case((Violation.status == "false_alarm", 1), else_=0))
-    n_conf, n_fa = db.execute(select(conf, fa).where(Violation.model_version == version)).one()
+    stmt = select(conf, fa).where(Violation.model_version == version)
+    if sites is not None:
+        stmt = stmt.where(Violation.site_id.in_(sorted(sites)))
+    n_conf, n_fa = db.execute(stmt).one()
     n_conf, n_fa = int(n_conf or 0), int(n_fa or 0)
     judged = n_conf + n_fa
     return FieldPrecision(
@@ -59,7 +74,18 @@ def field_precision(db: Session, version: str) -> FieldPrecision:
     )
 
 
-def to_out(db: Session, m: ModelVersion) -> ModelVersionOut:
+def _sites(user: User) -> list[str] | None:
+    scope = site_scope(user)
+    return None if scope is None else sorted(scope)
+
+
+def to_out(
+    db: Session, m: ModelVersion, user: User, figures: dict[str, AuditFigures] | None = None
+) -> ModelVersionOut:
+    """The record as `user` may see it: audit figures from the user's sites (`figures`: already
+    computed for several versions)."""
+    if figures is None:
+        figures = audit_figures(db, [m.version], _sites(user))
     return ModelVersionOut(
         version=m.version,
         sha256=m.sha256,
@@ -74,6 +100,7 @@ def to_out(db: Session, m: ModelVersion) -> ModelVersionOut:
         field=field_precision(db, m.version),
         weights_url=f"/api/v1/models/{m.version}/weights" if m.weights_sha256 else None,
         shadow_disagreements=_shadow_count(db, m.version),
+        audit=figures.get(m.version),
     )
 
 
@@ -103,10 +130,11 @@ def _check_onnx(path: FsPath) -> None:
 
 @router.get("", response_model=list[ModelVersionOut], responses={401: {}})
 def list_models(
-    _user: User = Depends(require_role("viewer")), db: Session = Depends(get_db)
+    user: User = Depends(require_role("viewer")), db: Session = Depends(get_db)
 ) -> list[ModelVersionOut]:
     rows = db.scalars(select(ModelVersion).order_by(ModelVersion.created_at, ModelVersion.id))
-    return [to_out(db, m) for m in rows]
+    figures = audit_figures(db, site_ids=_sites(user))
+    return [to_out(db, m, user, figures) for m in rows]
 
 
 @router.post(
@@ -164,7 +192,7 @@ def register_model(
         if not db.scalar(select(ModelVersion.id).where(ModelVersion.sha256 == digest)):
             state.blobs.delete(digest)
         raise
-    return to_out(db, row)
+    return to_out(db, row, user)
 
 
 def _store_upload(
@@ -198,10 +226,37 @@ def _check_checkpoint(path: FsPath) -> None:
 @router.get("/{version}", response_model=ModelVersionOut, responses=_ERR)
 def get_model(
     version: VersionPath,
-    _user: User = Depends(require_role("viewer")),
+    user: User = Depends(require_role("viewer")),
     db: Session = Depends(get_db),
 ) -> ModelVersionOut:
-    return to_out(db, _get(db, version))
+    return to_out(db, _get(db, version), user)
+
+
+@router.get("/{version}/field", response_model=FieldOut, responses=_ERR)
+def get_field(
+    version: VersionPath,
+    site_id: str | None = Query(None, pattern=SLUG, description="one site (default: yours)"),
+    user: User = Depends(require_role("viewer")),
+    db: Session = Depends(get_db),
+) -> FieldOut:
+    """Field figures of a version on the user's sites: precision from managers' reviews, and
+    worker accuracy, violation precision and recall from labelled audit frames (service/field.py),
+    each with the counts behind it."""
+    m = _get(db, version)
+    if site_id is not None:
+        check_site(user, site_id)
+    scope = {site_id} if site_id is not None else site_scope(user)
+    sites = None if scope is None else sorted(scope)
+    empty = AuditFigures(
+        frames=0, workers=0, heads=0, head_detections=0, false_alarms=0,
+        worker_accuracy=None, violation_precision=None, violation_recall=None,
+    )  # fmt: skip
+    return FieldOut(
+        version=m.version,
+        site_id=site_id,
+        reviews=field_precision(db, m.version, None if scope is None else set(scope)),
+        audit=audit_figures(db, [m.version], sites).get(m.version, empty),
+    )
 
 
 @router.patch("/{version}", response_model=ModelVersionOut, responses={**_ERR, 422: {}})
@@ -231,7 +286,7 @@ def patch_model(
             target=version,
             detail={"fields": sorted(body.model_dump(exclude_none=True))},
         )
-    return to_out(db, m)
+    return to_out(db, m, user)
 
 
 @router.delete("/{version}", status_code=204, responses=_ERR)
@@ -321,12 +376,15 @@ def _gate(db: Session, m: ModelVersion, state: AppState) -> GateResult:
     active = db.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
     if active is None or active.id == m.id:
         return check_gate(m.metrics, None, None)
+    live = audit_figures(db, [active.version]).get(active.version)  # every site
     return check_gate(
         m.metrics,
         active.version,
         active.metrics,
         state.settings.promotion_tolerance,
         state.settings.promotion_field_tolerance,
+        active_audit=live.model_dump() if live is not None else None,
+        audit_tolerance=state.settings.promotion_audit_tolerance,
     )
 
 
@@ -379,7 +437,7 @@ def promote(
                 "checks": [c.__dict__ for c in gate.checks],
             },
         )
-    return to_out(db, m)
+    return to_out(db, m, user)
 
 
 @router.post("/{version}/rollback", response_model=ModelVersionOut, responses=_ERR)
@@ -416,4 +474,4 @@ def rollback(
             target=version,
             detail={"restored": previous.version},
         )
-    return to_out(db, previous)
+    return to_out(db, previous, user)

@@ -4,6 +4,11 @@ Confirmed violations export their boxes as detected. For a false alarm the viola
 box (the one with the event's track id, else the most confident head) is dropped, because the
 reviewer said it is not a bare head; the zip's `manifest.json` lists every sample's outcome so
 `training/` can choose other treatment.
+
+Audit samples (kind "audit", service/audit_frames.py) are random frames a detector sent for
+labelling: "to_label" until a trainer saves their labels (an empty list: "labelled, nothing
+there"), then "labelled". Their labels are only ever a trainer's, so a frame still to label has
+none and is left out of the export.
 """
 
 from __future__ import annotations
@@ -17,17 +22,44 @@ from typing import Annotated, Any, Literal
 import yaml
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import AwareDatetime
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from service.deps import AppState, get_db, get_state
-from service.models import TrainingSample, User, Violation, utcnow
+from service.models import AuditFrame, TrainingSample, User, Violation, utcnow
 from service.schemas import SLUG, SampleLabelsIn, SampleOut, SamplePage
-from service.security import audit, check_site, require_role, site_scope
+from service.security import audit, can_see_site, check_site, require_role, site_scope
 
 router = APIRouter(prefix="/samples", tags=["samples"])
 BASE_CLASSES = ["head", "helmet", "person"]
 MAX_EXPORT = 20_000
+
+
+Row = tuple[TrainingSample, Violation | None, AuditFrame | None]
+SampleKind = Literal["review", "audit"]
+SampleStatus = Literal["reviewed", "to_label", "labelled"]
+
+
+def sample_source() -> Any:
+    """Samples with what they were made of: their violation or their audit frame."""
+    return (
+        select(TrainingSample, Violation, AuditFrame)
+        .outerjoin(Violation, Violation.id == TrainingSample.violation_id)
+        .outerjoin(AuditFrame, AuditFrame.id == TrainingSample.audit_frame_id)
+    )
+
+
+def kind_status_filter(stmt: Any, kind: str | None, status: str | None) -> Any:
+    """WHERE clauses for `kind` (review|audit) and `status` (reviewed|to_label|labelled)."""
+    if kind is not None:
+        stmt = stmt.where(TrainingSample.kind == kind)
+    if status == "reviewed":
+        stmt = stmt.where(TrainingSample.kind == "review")
+    elif status in ("to_label", "labelled"):
+        corrected = TrainingSample.corrected_at
+        labelled = corrected.is_not(None) if status == "labelled" else corrected.is_(None)
+        stmt = stmt.where(TrainingSample.kind == "audit", labelled)
+    return stmt
 
 
 def _query(
@@ -36,12 +68,17 @@ def _query(
     since: dt.datetime | None,
     site_id: str | None,
     limit: int,
-) -> list[tuple[TrainingSample, Violation]]:
+    kind: str | None = None,
+    status: str | None = None,
+    trainable: bool = False,
+) -> list[Row]:
     if site_id is not None:
         check_site(user, site_id)
-    stmt = select(TrainingSample, Violation).join(
-        Violation, Violation.id == TrainingSample.violation_id
-    )
+    stmt = kind_status_filter(sample_source(), kind, status)
+    if trainable:  # an audit frame still to label has no labels yet
+        stmt = stmt.where(
+            or_(TrainingSample.kind != "audit", TrainingSample.corrected_at.is_not(None))
+        )
     scope = site_scope(user)
     if scope is not None:
         stmt = stmt.where(TrainingSample.site_id.in_(sorted(scope)))
@@ -50,28 +87,40 @@ def _query(
     if since is not None:
         stmt = stmt.where(TrainingSample.updated_at > since)
     stmt = stmt.order_by(TrainingSample.updated_at, TrainingSample.id).limit(limit)
-    return [(s, v) for s, v in db.execute(stmt)]
+    return [(s, v, a) for s, v, a in db.execute(stmt)]
 
 
 @router.get("", response_model=SamplePage, responses={401: {}, 403: {}})
 def list_samples(
     since: AwareDatetime | None = Query(None, description="only samples updated after this"),
     site_id: str | None = Query(None, pattern=SLUG),
+    kind: SampleKind | None = Query(None, description="review: reviewed alerts; audit: random"),
+    status: SampleStatus | None = Query(None, description="audit samples: to_label, labelled"),
     limit: int = Query(500, ge=1, le=5000),
     user: User = Depends(require_role("trainer")),
     db: Session = Depends(get_db),
 ) -> SamplePage:
-    rows = _query(db, user, since, site_id, limit)
-    items = [_sample_out(s, v) for s, v in rows]
+    rows = _query(db, user, since, site_id, limit, kind, status)
+    items = [sample_out(*row) for row in rows]
     return SamplePage(items=items, next_since=rows[-1][0].updated_at if rows else None)
 
 
-def _sample_out(s: TrainingSample, v: Violation) -> SampleOut:
+def sample_status(s: TrainingSample) -> str:
+    if s.kind != "audit":
+        return "reviewed"
+    return "labelled" if s.corrected_at is not None else "to_label"
+
+
+def sample_out(s: TrainingSample, v: Violation | None, a: AuditFrame | None) -> SampleOut:
+    source_id = v.event_id if v is not None else a.audit_id if a is not None else ""
+    camera_id = v.camera_id if v is not None else a.camera_id if a is not None else ""
     return SampleOut(
         id=s.id,
-        event_id=v.event_id,
+        kind=s.kind,  # type: ignore[arg-type]
+        status=sample_status(s),  # type: ignore[arg-type]
+        event_id=source_id,
         site_id=s.site_id,
-        camera_id=v.camera_id,
+        camera_id=camera_id,
         image_url=f"/api/v1/samples/{s.id}/image",
         width=s.width,
         height=s.height,
@@ -81,6 +130,9 @@ def _sample_out(s: TrainingSample, v: Violation) -> SampleOut:
         false_alarm_as=s.false_alarm_as,
         corrected_at=s.corrected_at,
         labels=training_labels(s, v),
+        model_version=a.model_version if a is not None else None,
+        detections=a.detections if a is not None else None,
+        captured_at=a.captured_at if a is not None else None,
     )
 
 
@@ -98,9 +150,9 @@ def export_samples(
     db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
 ) -> Response:
-    rows = _query(db, user, since, site_id, MAX_EXPORT)
+    rows = _query(db, user, since, site_id, MAX_EXPORT, trainable=True)
     names = list(BASE_CLASSES)
-    for s, _v in rows:
+    for s, _v, _a in rows:
         for box in s.boxes:
             if box.get("class") not in names:
                 names.append(str(box.get("class")))
@@ -108,7 +160,7 @@ def export_samples(
     manifest: list[dict[str, Any]] = []
     coco = CocoWriter(names)
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        for s, v in rows:
+        for s, v, a in rows:
             if not state.blobs.exists(s.image_sha256):
                 continue
             stem = f"{s.id:08d}"
@@ -120,7 +172,8 @@ def export_samples(
             manifest.append(
                 {
                     "image": f"images/{stem}.jpg",
-                    "event_id": v.event_id,
+                    "event_id": v.event_id if v is not None else a.audit_id if a else "",
+                    "kind": s.kind,
                     "site_id": s.site_id,
                     "outcome": s.outcome,
                     "updated_at": s.updated_at.isoformat(),
@@ -188,13 +241,17 @@ class CocoWriter:
         return {"images": self.images, "annotations": self.annotations, "categories": categories}
 
 
-def training_labels(s: TrainingSample, v: Violation) -> list[dict[str, Any]]:
+def training_labels(s: TrainingSample, v: Violation | None) -> list[dict[str, Any]]:
     """The boxes a sample trains with: a trainer's correction as it stands; else the detections,
-    with a false alarm's flagged head relabelled `helmet` or dropped (the reviewer's choice)."""
+    with a false alarm's flagged head relabelled `helmet` or dropped (the reviewer's choice).
+    An audit sample has only a trainer's labels: none until they are saved."""
+    if s.kind == "audit":
+        return list(s.boxes) if s.corrected_at is not None else []
     boxes = list(s.boxes)
     if s.corrected_at is None and s.outcome == "false_alarm":
         heads = [b for b in boxes if b.get("class") == "head"]
-        culprit = next((b for b in heads if b.get("track_id") == v.track_id), None)
+        track_id = v.track_id if v is not None else None
+        culprit = next((b for b in heads if b.get("track_id") == track_id), None)
         if culprit is None and heads:
             culprit = max(heads, key=lambda b: float(b.get("confidence", 0)))
         boxes = [b for b in boxes if b is not culprit]
@@ -203,7 +260,7 @@ def training_labels(s: TrainingSample, v: Violation) -> list[dict[str, Any]]:
     return boxes
 
 
-def _yolo_labels(s: TrainingSample, v: Violation, names: list[str]) -> str:
+def _yolo_labels(s: TrainingSample, v: Violation | None, names: list[str]) -> str:
     boxes = training_labels(s, v)
     if not s.width or not s.height:
         return ""
@@ -233,10 +290,9 @@ def sample_image(
     state: AppState = Depends(get_state),
 ) -> Response:
     """The sample's full, unblurred frame (trainers of its site); every view is audited."""
-    s = db.get(TrainingSample, sample_id)
-    if s is None or not state.blobs.exists(s.image_sha256):
+    s = _visible(db, user, sample_id)
+    if not state.blobs.exists(s.image_sha256):
         raise HTTPException(404, "unknown sample")
-    check_site(user, s.site_id)
     with state.db.writing(db):
         audit(
             db,
@@ -264,12 +320,10 @@ def put_labels(
     state: AppState = Depends(get_state),
 ) -> SampleOut:
     """A trainer corrects a sample: fixed boxes/classes and added missed ones replace the
-    detections as its training labels (a later review keeps them)."""
+    detections as its training labels (a later review keeps them). On an audit sample they are
+    its labels, and the frame becomes "labelled" (no boxes: "labelled, nothing there")."""
     with state.db.writing(db):
-        s = db.get(TrainingSample, sample_id)
-        if s is None:
-            raise HTTPException(404, "unknown sample")
-        check_site(user, s.site_id)
+        s = _visible(db, user, sample_id)
         boxes = []
         for box in body.boxes:
             x1, y1, x2, y2 = box.xyxy
@@ -283,6 +337,10 @@ def put_labels(
         s.boxes = boxes
         s.corrected_at = s.updated_at = utcnow()
         s.corrected_by = user.id
+        frame = db.get(AuditFrame, s.audit_frame_id) if s.audit_frame_id is not None else None
+        if frame is not None:  # the labels outlive the raw frame there (service/field.py)
+            frame.labels = [dict(b) for b in boxes]
+            frame.labelled_at, frame.labelled_by = s.corrected_at, user.id
         audit(
             db,
             request,
@@ -291,6 +349,15 @@ def put_labels(
             user=user,
             site_id=s.site_id,
             target=str(s.id),
-            detail={"boxes": len(boxes)},
+            detail={"boxes": len(boxes), "kind": s.kind},
         )
-    return _sample_out(s, db.get_one(Violation, s.violation_id))
+    v = db.get(Violation, s.violation_id) if s.violation_id is not None else None
+    return sample_out(s, v, frame)
+
+
+def _visible(db: Session, user: User, sample_id: int) -> TrainingSample:
+    """The sample if the trainer may see its site; else 404, as for an unknown id."""
+    s = db.get(TrainingSample, sample_id)
+    if s is None or not can_see_site(user, s.site_id):
+        raise HTTPException(404, "unknown sample")
+    return s

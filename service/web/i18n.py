@@ -178,6 +178,18 @@ MESSAGES: dict[str, dict[str, str]] = {
         "models.promoted_ok": "{version} is active now; detectors load it at their next heartbeat.",
         "models.confirm_rollback": "Roll back {version}? The version active before it takes over.",
         "models.rolled_back_ok": "{version} rolled back; the version before it is active again.",
+        "models.audit_accuracy": "Worker accuracy (audit frames)",
+        "models.audit_recall": "Violation recall (audit frames)",
+        "models.audit_precision": "Violation precision (audit frames)",
+        "models.audit_from": "from {frames} audit frames, {workers} workers",
+        "models.audit_heads": "{n} bare heads labelled",
+        "models.audit_detections": "{n} bare-head detections",
+        "models.audit_to_label": "{n} to label",
+        "models.audit_help": (
+            "Audit frames are drawn at random on site and labelled by trainers, so they count "
+            "the bare heads a model missed (reviews only ever see alerts). A few dozen frames "
+            "give wide margins: read each figure with the counts under it."
+        ),
         "reports.title": "Compliance reports",
         "reports.period": "Period",
         "reports.daily": "Daily",
@@ -329,6 +341,24 @@ MESSAGES: dict[str, dict[str, str]] = {
         "samples.frame_missing": "The frame is no longer available.",
         "samples.frame_size": "Frame size",
         "samples.false_alarm_as": "False alarm read as",
+        "samples.kind": "Kind",
+        "samples.kind_review": "Reviewed alert",
+        "samples.kind_audit": "Audit frame",
+        "samples.status": "Labelling",
+        "samples.status_reviewed": "Reviewed",
+        "samples.status_to_label": "To label",
+        "samples.status_labelled": "Labelled",
+        "samples.model_boxes": "{n} model boxes",
+        "samples.audit_help": (
+            "An audit frame: drawn at random on site, not raised by an alert. Box every head, "
+            "with or without a helmet, including those the model missed; its boxes are only a "
+            "starting point. No worker in the frame: Nothing there."
+        ),
+        "samples.nothing_there": "Nothing there",
+        "samples.captured": "Captured",
+        "samples.model_detections": "Model's boxes",
+        "samples.audit_id": "Audit frame",
+        "samples.labelled_n": "Labelled ({n} boxes). They count in the model's field figures.",
         "class.head": "Head (no helmet)",
         "class.helmet": "Helmet",
         "class.person": "Person",
@@ -503,6 +533,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "models.promoted_ok": "{version} 已成为当前模型，检测端将在下次心跳时加载。",
         "models.confirm_rollback": "回滚 {version}？之前的版本将恢复使用。",
         "models.rolled_back_ok": "已回滚 {version}，之前的版本已恢复使用。",
+        "models.audit_accuracy": "工人识别准确率（抽检）",
+        "models.audit_recall": "违规召回率（抽检）",
+        "models.audit_precision": "违规精确率（抽检）",
+        "models.audit_from": "来自 {frames} 张抽检画面、{workers} 名工人",
+        "models.audit_heads": "已标注 {n} 个未戴安全帽",
+        "models.audit_detections": "{n} 个未戴安全帽检测",
+        "models.audit_to_label": "{n} 张待标注",
+        "models.audit_help": (
+            "抽检画面在现场随机抽取并由训练人员标注，因此能统计模型漏检的未戴安全帽"
+            "（审核只能看到告警）。画面数量少时误差较大，请结合下方的数量解读各项指标。"
+        ),
         "reports.title": "合规报表",
         "reports.period": "周期",
         "reports.daily": "按日",
@@ -648,6 +689,23 @@ MESSAGES: dict[str, dict[str, str]] = {
         "samples.frame_missing": "该画面已不可用。",
         "samples.frame_size": "画面尺寸",
         "samples.false_alarm_as": "误报判定为",
+        "samples.kind": "类型",
+        "samples.kind_review": "已审核告警",
+        "samples.kind_audit": "抽检画面",
+        "samples.status": "标注状态",
+        "samples.status_reviewed": "已审核",
+        "samples.status_to_label": "待标注",
+        "samples.status_labelled": "已标注",
+        "samples.model_boxes": "模型框 {n} 个",
+        "samples.audit_help": (
+            "抽检画面：在现场随机抽取，并非由告警产生。请框出每一个头部（无论是否戴安全帽），"
+            "包括模型漏检的；模型的框仅供参考。画面中没有工人：点击“画面中无人”。"
+        ),
+        "samples.nothing_there": "画面中无人",
+        "samples.captured": "拍摄时间",
+        "samples.model_detections": "模型检测框",
+        "samples.audit_id": "抽检编号",
+        "samples.labelled_n": "已标注（{n} 个框），将计入该模型的现场指标。",
         "class.head": "头部（未戴安全帽）",
         "class.helmet": "安全帽",
         "class.person": "人员",

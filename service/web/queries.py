@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from service.field import audit_figures
 from service.models import (
     AuditEntry,
     Camera,
@@ -27,6 +28,7 @@ from service.models import (
     User,
     Violation,
 )
+from service.schemas import AuditFigures
 
 PAGE_SIZE = 50
 
@@ -343,6 +345,7 @@ class ModelRow:
     promoted_at: dt.datetime | None
     promoted_by: str | None
     shadow_disagreements: int = 0
+    audit: AuditFigures | None = None  # field figures from labelled audit frames
     metrics: dict[str, Any] = field(default_factory=dict)  # as registered (model_figures.py)
 
 
@@ -387,6 +390,7 @@ def model_rows(session: Session, site_ids: Sequence[str] | None) -> list[ModelRo
     """Every registered model version, oldest first, with benchmark and field figures."""
     field = field_precision(session, site_ids)
     shadow = shadow_counts(session, site_ids)
+    audit = audit_figures(session, site_ids=None if site_ids is None else list(site_ids))
     users = dict(session.execute(select(User.id, User.username)).all())
     rows = []
     for m in session.scalars(select(ModelVersion).order_by(ModelVersion.created_at)):
@@ -418,6 +422,7 @@ def model_rows(session: Session, site_ids: Sequence[str] | None) -> list[ModelRo
                 promoted_at=m.promoted_at,
                 promoted_by=users.get(m.promoted_by) if m.promoted_by else None,
                 shadow_disagreements=shadow.get(m.version, 0),
+                audit=audit.get(m.version),
                 metrics=metrics,
             )
         )

@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import io
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,7 @@ RULES: dict[str, Rule] = {
     "POST /api/v1/violations/{event_id}/end": U("detector", site=True, body="end"),
     "POST /api/v1/heartbeats": U("detector", site=True, body="heartbeat"),
     "POST /api/v1/shadow": U("detector"),
+    "POST /api/v1/audit-frames": U("detector", site=True, body="audit"),
     "GET /api/v1/models/{version}/file": U("file", "trainer"),
     # API: users
     "GET /api/v1/violations": U("user", "viewer"),
@@ -96,6 +98,7 @@ RULES: dict[str, Rule] = {
     "DELETE /api/v1/models/{version}": U("user", "admin", doomed=True),
     "GET /api/v1/models/{version}/weights": U("user", "trainer"),
     "GET /api/v1/models/{version}/gate": U("user", "viewer"),
+    "GET /api/v1/models/{version}/field": U("user", "viewer"),
     "POST /api/v1/models/{version}/promote": U("user", "trainer"),
     "POST /api/v1/models/{version}/rollback": U("user", "trainer"),
     "GET /api/v1/samples": U("user", "trainer"),
@@ -103,6 +106,12 @@ RULES: dict[str, Rule] = {
     "GET /api/v1/samples/{sample_id}/image": U("user", "trainer", site=True),
     "PUT /api/v1/samples/{sample_id}/labels": U("user", "trainer", site=True, body="labels"),
     "GET /api/v1/shadow": U("user", "trainer"),
+    # Audit frames: any role of the site sees the blurred frame; another site's is a 404.
+    "GET /api/v1/audit-frames": U("user", "viewer"),
+    "GET /api/v1/audit-frames/{audit_id}": U("user", "viewer", site=True, denied=frozenset({404})),
+    "GET /api/v1/audit-frames/{audit_id}/snapshot": U(
+        "user", "viewer", site=True, denied=frozenset({404})
+    ),
     "GET /api/v1/sites": U("user", "viewer"),
     "POST /api/v1/sites": U("user", "admin"),
     "PATCH /api/v1/sites/{site_id}": U("user", "admin", body="empty"),
@@ -128,6 +137,7 @@ RULES: dict[str, Rule] = {
     "GET /alerts": Rule("page", query="?site=site-a"),
     "GET /alerts/{event_id}": Rule("page", site=True, denied=frozenset({404})),
     "GET /alerts/_row/{event_id}": Rule("page", site=True, denied=frozenset({404})),
+    "GET /alerts/_health": Rule("page"),
     "GET /cameras": Rule("page"),
     "GET /models": Rule("page"),
     "GET /samples": Rule("page", "trainer"),
@@ -232,6 +242,21 @@ class World:
         if name == "heartbeat":
             cams = [{"camera_id": "gate-1", "state": "online", "fps": 5.0}]
             return {"json": {"detector_id": "edge-matrix", "cameras": cams}}
+        if name == "audit":
+            audit = {
+                "audit_id": str(uuid.uuid4()),
+                "camera_id": "gate-1",
+                "captured_at": now,
+                "model_version": "matrix-1",
+                "frame_width": 640,
+                "frame_height": 480,
+                "detections": [],
+            }
+            files = {
+                "audit": (None, json.dumps(audit)),
+                "frame": ("frame.jpg", io.BytesIO(jpeg(seed=4)), "image/jpeg"),
+            }
+            return {"files": files}
         if name == "violation":
             files = {
                 "event": (None, json.dumps(event("gate-1"))),
@@ -279,6 +304,24 @@ def _seed_extra(live: Live) -> tuple[dict[str, Any], dict[str, Any]]:
         sample = db.scalar(select(TrainingSample.id).where(TrainingSample.site_id == "site-a"))
     assert sample is not None, "a confirmed violation with a frame makes a training sample"
     ids["sample_id"] = sample
+    audit = {
+        "audit_id": str(uuid.uuid4()),
+        "camera_id": "gate-1",
+        "captured_at": dt.datetime.now(dt.UTC).isoformat(),
+        "model_version": "matrix-1",
+        "frame_width": 640,
+        "frame_height": 480,
+        "detections": [],
+    }
+    with live.detector("site-a") as det:
+        files = {
+            "audit": (None, json.dumps(audit)),
+            "frame": ("frame.jpg", io.BytesIO(jpeg(seed=13)), "image/jpeg"),
+            "snapshot": ("snapshot.jpg", io.BytesIO(jpeg(seed=14)), "image/jpeg"),
+        }
+        r = det.post("/api/v1/audit-frames", files=files)
+        assert r.status_code == 201, r.text
+    ids["audit_id"] = audit["audit_id"]
     return ids, doomed
 
 

@@ -30,6 +30,8 @@ ROWS = {
     "VALUES (1, 1, 'confirmed', 'kept', 1, '2026-01-03')",
     "audit_log": "INSERT INTO audit_log (id, at, actor, action, detail) "
     "VALUES (1, '2026-01-03', 'old', 'review', '{}')",
+    "training_samples": "INSERT INTO training_samples (id, violation_id, site_id, image_sha256, "
+    "boxes, outcome, updated_at) VALUES (1, 1, 's1', 'ab', '[]', 'confirmed', '2026-01-03')",
 }
 
 
@@ -52,8 +54,49 @@ def test_upgrade_from_first_revision_keeps_data(db_url: str) -> None:
             assert tuple(v) == ("e1", "confirmed", 0.8)
             comment = conn.execute(text("SELECT comment FROM reviews")).scalar()
             assert comment == "kept"
+            sample = conn.execute(text("SELECT kind, audit_frame_id FROM training_samples")).one()
+            assert tuple(sample) == ("review", None)  # 0004: every earlier sample is a review's
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0003"
+        assert version == "0004"
         db.upgrade("head")  # a second start is a no-op
+    finally:
+        db.dispose()
+
+
+def test_audit_frames_migration_goes_down_and_up_again(db_url: str) -> None:
+    """0004 down to 0003 drops the audit frames and their samples, keeps the reviews' samples."""
+    from alembic import command
+
+    from service.db import alembic_config
+
+    db = Database(db_url)
+    try:
+        db.upgrade("head")
+        with db.engine.begin() as conn:
+            for table, sql in ROWS.items():
+                if table != "training_samples":
+                    conn.execute(text(sql))
+            conn.execute(text(ROWS["training_samples"]))
+            conn.execute(
+                text(
+                    "INSERT INTO audit_frames (id, audit_id, site_id, camera_id, captured_at, "
+                    "model_version, frame_width, frame_height, detections, thresholds, "
+                    "received_at) VALUES (1, 'a1', 's1', 'c1', '2026-01-04', 'v1', 64, 48, '[]', "
+                    "'{}', '2026-01-04')"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO training_samples (id, site_id, image_sha256, boxes, outcome, "
+                    "updated_at, kind, audit_frame_id) VALUES (2, 's1', 'cd', '[]', 'audit', "
+                    "'2026-01-04', 'audit', 1)"
+                )
+            )
+        command.downgrade(alembic_config(db_url), "0003")
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT id FROM training_samples")).scalars().all() == [1]
+        assert "audit_frames" not in inspect(db.engine).get_table_names()
+        db.upgrade("head")
+        assert "audit_frames" in inspect(db.engine).get_table_names()
     finally:
         db.dispose()

@@ -1,4 +1,5 @@
-"""Model accuracy across iterations: benchmark and field figures per registered version."""
+"""Model accuracy across iterations: benchmark and field figures per registered version (field:
+managers' reviews, the held-back samples, and labelled audit frames with the counts behind them)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from service.web.model_figures import MIN_REVIEWS, enough_reviews, shown_classes
 from service.web.templating import render, request_lang
 
 router = APIRouter()
+
+
+def _audit(row: queries.ModelRow) -> float | None:
+    return row.audit.worker_accuracy if row.audit is not None else None
 
 
 @router.get("/models", response_class=HTMLResponse, include_in_schema=False)
@@ -42,6 +47,7 @@ def models_page(
             t("models.field_precision_enough", n=MIN_REVIEWS),
             [r.field_precision if enough_reviews(r.reviewed) else None for r in rows],
         ),
+        Series(t("models.audit_accuracy"), [_audit(r) for r in rows]),
     ]
     chart = (
         line_chart(

@@ -1,5 +1,9 @@
 """Training samples for trainers: a paged list and a box editor per sample.
 
+Two kinds (filter `kind`): frames of reviewed alerts, and audit frames a detector drew at random
+(service/audit_frames.py), which wait "to label" (filter `status`) until a trainer saves their
+boxes; "Nothing there" saves an empty list (a frame with no worker is labelled too).
+
 The pages only read, scoped to the trainer's sites (another site's sample is a 404, as for
 alerts). The frame is loaded from `/api/v1/samples/{id}/image` and the editor saves through
 `PUT /api/v1/samples/{id}/labels` (site-checked, CSRF-checked and audited there), so the API stays
@@ -15,12 +19,18 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
+from sqlalchemy import func
 from sqlalchemy.orm import Session
 
-from service.api.samples import BASE_CLASSES, training_labels
+from service.api.samples import (
+    BASE_CLASSES,
+    kind_status_filter,
+    sample_source,
+    sample_status,
+    training_labels,
+)
 from service.deps import get_db
-from service.models import Camera, Site, TrainingSample, User, Violation
+from service.models import AuditFrame, Camera, Site, TrainingSample, User, Violation
 from service.web import queries
 from service.web.access import has_role, page_user, scope
 from service.web.i18n import MESSAGES, client_messages, translator
@@ -30,6 +40,8 @@ router = APIRouter()
 
 PAGE_SIZE = 30
 OUTCOMES = ("confirmed", "false_alarm")
+KINDS = ("review", "audit")
+STATUSES = ("reviewed", "to_label", "labelled")
 MAX_ID = 2**31 - 1
 
 
@@ -38,7 +50,9 @@ class SampleRow:
     """One training sample as the list and the editor show it."""
 
     id: int
-    event_id: str
+    kind: str
+    status: str  # reviewed | to_label | labelled
+    event_id: str  # the violation's event id, or the audit frame's audit id
     site_id: str
     site_name: str
     camera_id: str
@@ -50,6 +64,10 @@ class SampleRow:
     false_alarm_as: str | None
     updated_at: dt.datetime
     corrected_at: dt.datetime | None
+    model_version: str | None = None  # audit frames: the model that saw it
+    captured_at: dt.datetime | None = None
+    detections: int | None = None  # audit frames: how many boxes that model found
+    start_boxes: list[dict[str, Any]] | None = None  # what the editor starts from
 
     @property
     def image_url(self) -> str:
@@ -65,35 +83,54 @@ class SampleFilters:
     site: str | None = None
     outcome: str | None = None
     corrected: bool | None = None
+    kind: str | None = None
+    status: str | None = None
 
 
 def _rows_query(site_ids: list[str] | None) -> Any:
+    camera = func.coalesce(Violation.camera_id, AuditFrame.camera_id)
     stmt = (
-        select(TrainingSample, Violation, Site.name, Camera.name)
-        .join(Violation, Violation.id == TrainingSample.violation_id)
+        sample_source()
+        .add_columns(Site.name, Camera.name)
         .join(Site, Site.id == TrainingSample.site_id)
-        .outerjoin(Camera, Camera.id == Violation.camera_id)
+        .outerjoin(Camera, Camera.id == camera)
     )
     if site_ids is not None:
         stmt = stmt.where(TrainingSample.site_id.in_(site_ids))
     return stmt
 
 
-def _row(s: TrainingSample, v: Violation, site_name: str, camera_name: str | None) -> SampleRow:
+def _row(
+    s: TrainingSample,
+    v: Violation | None,
+    a: AuditFrame | None,
+    site_name: str,
+    camera_name: str | None,
+) -> SampleRow:
+    source_id = v.event_id if v is not None else a.audit_id if a is not None else ""
+    camera_id = v.camera_id if v is not None else a.camera_id if a is not None else ""
+    labels = training_labels(s, v)
     return SampleRow(
         id=s.id,
-        event_id=v.event_id,
+        kind=s.kind,
+        status=sample_status(s),
+        event_id=source_id,
         site_id=s.site_id,
         site_name=site_name,
-        camera_id=v.camera_id,
-        camera_name=camera_name or v.camera_id,
+        camera_id=camera_id,
+        camera_name=camera_name or camera_id,
         outcome=s.outcome,
         width=s.width,
         height=s.height,
-        labels=training_labels(s, v),
+        labels=labels,
         false_alarm_as=s.false_alarm_as,
         updated_at=s.updated_at,
         corrected_at=s.corrected_at,
+        model_version=a.model_version if a is not None else None,
+        captured_at=a.captured_at if a is not None else None,
+        detections=len(a.detections) if a is not None else None,
+        # An audit frame still to label starts from the model's boxes (its sample's boxes).
+        start_boxes=list(s.boxes) if s.kind == "audit" and s.corrected_at is None else labels,
     )
 
 
@@ -109,6 +146,7 @@ def list_samples(
     if filters.corrected is not None:
         column = TrainingSample.corrected_at
         stmt = stmt.where(column.is_not(None) if filters.corrected else column.is_(None))
+    stmt = kind_status_filter(stmt, filters.kind, filters.status)
     stmt = (
         stmt.order_by(TrainingSample.updated_at.desc(), TrainingSample.id.desc())
         .limit(PAGE_SIZE + 1)
@@ -150,6 +188,8 @@ def samples_page(
     site: str = "",
     outcome: str = "",
     corrected: str = "",
+    kind: str = "",
+    status: str = "",
     user: User = Depends(page_user),
     db: Session = Depends(get_db),
 ) -> Response:
@@ -162,9 +202,11 @@ def samples_page(
         site=site or None,
         outcome=outcome if outcome in OUTCOMES else None,
         corrected={"yes": True, "no": False}.get(corrected),
+        kind=kind if kind in KINDS else None,
+        status=status if status in STATUSES else None,
     )
     rows, has_more = list_samples(db, site_ids, filters, page)
-    raw = {"site": site, "outcome": outcome, "corrected": corrected}
+    raw = {"site": site, "outcome": outcome, "corrected": corrected, "kind": kind, "status": status}
 
     def query(**changes: Any) -> str:
         return urlencode({k: v for k, v in (raw | changes).items() if v})
@@ -181,6 +223,8 @@ def samples_page(
         filters=raw,
         sites=queries.visible_sites(db, site_ids),
         outcomes=OUTCOMES,
+        kinds=KINDS,
+        statuses=STATUSES,
     )
 
 
@@ -198,9 +242,12 @@ def sample_edit_page(
     if sample is None:
         return _error(request, user, 404, "common.not_found")
     lang = request_lang(request)
-    classes = class_labels(sample.labels, lang)
+    start = sample.start_boxes if sample.start_boxes is not None else sample.labels
+    classes = class_labels(start, lang)
     editor = {
         "sample_id": sample.id,
+        "kind": sample.kind,
+        "status": sample.status,
         "width": sample.width,
         "height": sample.height,
         "labels_url": sample.labels_url,
@@ -208,7 +255,7 @@ def sample_edit_page(
         "class_labels": classes,
         "boxes": [
             {"class": str(b.get("class", "")), "xyxy": [float(c) for c in b["xyxy"]]}
-            for b in sample.labels
+            for b in start
             if isinstance(b.get("xyxy"), list | tuple) and len(b["xyxy"]) == 4
         ],
         "messages": client_messages(lang, ("samples.",)),

@@ -284,9 +284,11 @@
         boxes = plain(data.labels);
         selected = -1;
         draw();
+        var audit = cfg.kind === "audit"; // an audit frame is now labelled (maybe: nothing there)
         document.getElementById("corrected-state").innerHTML =
-          '<span class="badge state-online">' + t("samples.corrected") + "</span>";
-        show(true, t("samples.saved", { n: data.labels.length }));
+          '<span class="badge state-online" data-status="' + (audit ? "labelled" : "corrected") + '">' +
+          t(audit ? "samples.status_labelled" : "samples.corrected") + "</span>";
+        show(true, t(audit ? "samples.labelled_n" : "samples.saved", { n: data.labels.length }));
       });
     }).catch(function (err) {
       show(false, t("samples.save_failed") + ": " + err);
@@ -295,6 +297,13 @@
 
   document.getElementById("revert-labels").addEventListener("click", function () {
     boxes = plain(saved); selected = -1; changed();
+  });
+
+  // Audit frames: "Nothing there" labels the frame as holding no worker (saves no boxes).
+  var empty = document.getElementById("mark-empty");
+  if (empty) empty.addEventListener("click", function () {
+    boxes = []; selected = -1; changed();
+    document.getElementById("save-labels").click();
   });
 
   window.addEventListener("beforeunload", function (ev) {
