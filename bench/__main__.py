@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-QUICK = ("detector", "ingest", "dashboard", "alerts", "int8")
+QUICK = ("detector", "ingest", "dashboard", "alerts", "int8", "login_flood")
 LONG = ("soak", "outage", "iteration", "tiling")
 REPO = BENCH_DIR.parent
 TEST_IMAGE = REPO.parent / "shared" / "data" / "hardhat-workers" / "test" / "images" / "005301.jpg"

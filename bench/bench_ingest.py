@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import platform
@@ -64,7 +65,7 @@ def body(camera: str, jpeg: bytes) -> bytes:
         "camera_id": camera,
         "kind": "no_helmet",
         "zone": "site",
-        "started_at": "2026-11-23T08:15:02.120000+00:00",
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(),
         "ended_at": None,
         "duration_s": 2.4,
         "confidence": 0.81,

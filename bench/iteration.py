@@ -52,6 +52,7 @@ from training.labels import label_path_for, list_images, read_labels  # noqa: E4
 from training.review_sim import GroundTruthReviewer  # noqa: E402
 
 SITE, CAMERA = "iteration", "field-1"
+PASSWORD = "iteration-bench-7"  # the users only log in through their tokens
 SIGUARD = [sys.executable, "-m", "siteguard"]
 FIGURES = ("worker_accuracy", "map50", "map50_95", "violation_precision", "violation_recall")
 
@@ -76,7 +77,7 @@ def start_service(work: Path, port: int) -> tuple[subprocess.Popen, str, dict[st
     tokens: dict[str, str] = {}
     for role in ("manager", "trainer", "admin"):
         _admin(
-            data_dir, "create-user", role, "--role", role, "--sites", SITE, "--password", "x" * 16
+            data_dir, "create-user", role, "--role", role, "--sites", SITE, "--password", PASSWORD
         )
         tokens[role] = _admin(data_dir, "create-api-key", "--user", role, f"{role}-token")["key"]
     tokens["detector"] = _admin(data_dir, "create-api-key", "--site", SITE, "edge")["key"]

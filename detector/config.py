@@ -67,13 +67,23 @@ class ModelConfig(_Strict):
 
 
 class ServiceConfig(_Strict):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # inf: the thread dies
+
     url: str = "http://127.0.0.1:8000"
-    api_key: str = ""
-    timeout_s: float = Field(10.0, gt=0)
+    api_key: str = Field("", description="the site's detector key (X-API-Key)")
+    timeout_s: float = Field(10.0, gt=0, le=3600)
     # The service marks a camera offline after camera_offline_after_s (6 s) without one.
-    heartbeat_interval_s: float = Field(1.5, gt=0)
-    retry_initial_s: float = Field(1.0, gt=0)
-    retry_max_s: float = Field(60.0, gt=0)
+    heartbeat_interval_s: float = Field(1.5, gt=0, le=3600)
+    retry_initial_s: float = Field(1.0, gt=0, le=86400)
+    retry_max_s: float = Field(60.0, gt=0, le=86400)
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_given(cls, value: str) -> str:
+        """A key set to "" (often an unset variable in compose) is a mistake, not "no key"."""
+        if not value.strip():
+            raise ValueError("must not be empty: set the site's detector key, or leave it out")
+        return value.strip()
 
     @field_validator("url")
     @classmethod

@@ -15,7 +15,7 @@ import gc
 import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -28,6 +28,7 @@ from service.config import ConfigError, ServiceSettings
 from service.db import Database
 from service.deps import AppState
 from service.events import make_bus
+from service.http_guard import RequestGuard, SecurityHeaders
 from service.ingest import IngestShortcut
 from service.metrics import ServiceMetrics
 from service.retention import housekeeping_loop
@@ -38,30 +39,6 @@ if TYPE_CHECKING:
     from service.storage_s3 import S3BlobStore
 
 log = logging.getLogger(__name__)
-
-
-class BodyLimit:
-    """Pure ASGI middleware: 413 before reading a body whose Content-Length is over the limit."""
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            for name, value in scope.get("headers", ()):
-                if name == b"content-length":
-                    try:
-                        too_big = int(value) > self.limit
-                    except ValueError:
-                        too_big = False
-                    if too_big:
-                        response = JSONResponse(
-                            {"detail": f"request body larger than {self.limit} bytes"}, 413
-                        )
-                        await response(scope, receive, send)
-                        return
-        await self.app(scope, receive, send)
 
 
 def build_state(settings: ServiceSettings) -> AppState:
@@ -77,7 +54,11 @@ def build_state(settings: ServiceSettings) -> AppState:
         blobs=_blob_store(settings),
         bus=make_bus(settings.event_bus, settings.db_url),
         metrics=metrics,
-        limiter=LoginLimiter(settings.login_max_failures, settings.login_window_s),
+        limiter=LoginLimiter(
+            settings.login_max_failures,
+            settings.login_window_s,
+            settings.login_max_failures_per_address,
+        ),
         alerts=AlertsBridge.from_config(settings.alerts_config),
     )
 
@@ -138,6 +119,7 @@ def create_app(settings: ServiceSettings | None = None, *, housekeeping: bool = 
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await asyncio.to_thread(state.ingest.stop)  # commit what is queued, then stop
+            state.hashing.shutdown()
             state.alerts.stop()
             await state.bus.stop()
             state.db.dispose()
@@ -149,10 +131,11 @@ def create_app(settings: ServiceSettings | None = None, *, housekeeping: bool = 
         lifespan=lifespan,
     )
     app.state.siteguard = state
-    app.add_middleware(IngestShortcut, state=state)  # inside BodyLimit: sizes checked first
-    app.add_middleware(
-        BodyLimit, limit=max(settings.max_model_bytes, 2 * settings.max_snapshot_bytes) + (1 << 20)
-    )
+    # Outermost last: headers on every answer, then sizes and credentials before any body is
+    # read (service/http_guard.py), then the ingest hot path.
+    app.add_middleware(IngestShortcut, state=state)
+    app.add_middleware(RequestGuard, state=state)
+    app.add_middleware(SecurityHeaders, hsts=settings.cookie_secure)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
@@ -170,8 +153,8 @@ def create_app(settings: ServiceSettings | None = None, *, housekeeping: bool = 
     app.include_router(api_router)
 
     @app.get("/healthz", response_class=PlainTextResponse, tags=["health"])
-    def healthz() -> str:
-        """Liveness: the process answers."""
+    async def healthz() -> str:
+        """Liveness: the process answers (on the event loop: needs no free worker thread)."""
         return "ok"
 
     @app.get("/readyz", response_class=PlainTextResponse, tags=["health"], responses={503: {}})

@@ -99,12 +99,20 @@ def _serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             log_level="info",
             access_log=False,
+            proxy_headers=False,  # the app trusts X-Forwarded-For only from trusted_proxies
         )
         return 0
     from service.app import create_app
 
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+        proxy_headers=False,  # the app trusts X-Forwarded-For only from trusted_proxies
+    )
     return 0
 
 
@@ -135,6 +143,7 @@ def _create_site(args: argparse.Namespace) -> int:
         if s.get(Site, body.id) is not None:
             raise CliError(f"site {body.id!r} exists")
         s.add(Site(id=body.id, name=body.name))
+        _audit(s, "site.create", site_id=body.id)
     print(json.dumps({"site": body.id}))
     return 0
 
@@ -166,6 +175,7 @@ def _create_camera(args: argparse.Namespace) -> int:
                 zones=[],
             )
         )
+        _audit(s, "camera.create", site_id=body.site_id, target=body.id)
     print(json.dumps({"camera": body.id, "site": body.site_id}))
     return 0
 
@@ -200,6 +210,9 @@ def _create_user(args: argparse.Namespace) -> int:
                 sites=sites,
             )
         )
+        _audit(
+            s, "user.create", target=body.username, detail={"role": body.role, "sites": body.sites}
+        )
     print(json.dumps({"user": body.username, "role": body.role, "sites": body.sites}))
     return 0
 
@@ -222,8 +235,29 @@ def _create_api_key(args: argparse.Namespace) -> int:
             if user is None:
                 raise CliError(f"unknown user {args.user!r}")
             _key, secret = new_api_key(s, args.name, user_id=user.id)
+        _audit(
+            s,
+            "api_key.create",
+            site_id=args.site,
+            target=args.name,
+            detail={"user": args.user} if args.user else None,
+        )
     print(json.dumps({"name": args.name, "key": secret}))
     return 0
+
+
+def _audit(session: Any, action: str, **fields: Any) -> None:
+    """The same audit entry the admin API writes, by `cli:<OS user>` (the CLI has no login)."""
+    import getpass
+
+    from service.security import audit
+
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry / no USER in a container
+        who = "unknown"
+    detail = {"via": "cli", **(fields.pop("detail", None) or {})}
+    audit(session, None, f"cli:{who}"[:100], action, detail=detail, **fields)
 
 
 def _valid(model: Any, **values: Any) -> Any:

@@ -61,6 +61,40 @@ class ServiceSettings(BaseSettings):
     max_model_bytes: int = Field(512 * 1024 * 1024, gt=0)
     login_max_failures: int = Field(5, gt=0, description="failures per window before 429")
     login_window_s: float = Field(300.0, gt=0)
+    login_max_failures_per_address: int = Field(
+        20, gt=0, description="failures per window from one address, whatever the user names"
+    )
+    login_hash_concurrency: int = Field(
+        0, ge=0, description="password hashes at once (0 = half the CPU cores, at least 1)"
+    )
+    login_queue_max: int = Field(
+        32, gt=0, description="logins waiting for a hashing slot before 503 (flood guard)"
+    )
+    failed_login_retention_days: int = Field(
+        90, ge=1, description="failed-login audit entries are deleted after"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="reverse proxies (IPs or CIDRs) whose X-Forwarded-For names the client",
+    )
+    max_json_bytes: int = Field(
+        1024 * 1024, gt=0, description="request bodies other than uploads (JSON, forms)"
+    )
+    event_max_age_days: float = Field(
+        365.0, gt=0, description="ingest refuses event times older than this (422)"
+    )
+    event_max_ahead_s: float = Field(
+        86400.0, ge=0, description="ingest refuses event times further ahead of the clock (422)"
+    )
+    unblurred_frame_role: Literal["viewer", "manager", "trainer", "admin"] = Field(
+        "trainer", description="minimum role that sees raw (unblurred) frames"
+    )
+    unblurred_frame_role_by_site: dict[str, Literal["viewer", "manager", "trainer", "admin"]] = (
+        Field(default_factory=dict, description="per site: another minimum role for raw frames")
+    )
+    sse_recheck_s: float = Field(
+        5.0, gt=0, le=60, description="live streams re-check the session and sites this often"
+    )
     retention_days: int = Field(30, ge=1, description="delete snapshots/unreviewed events after")
     retention_interval_s: float = Field(3600.0, gt=0, description="how often the job runs")
     frame_retention_days: int = Field(
@@ -108,6 +142,18 @@ class ServiceSettings(BaseSettings):
             return None
         if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not an IP address or network: {item!r}") from exc
         return value
 
     @model_validator(mode="after")

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from service.events import EventBus
     from service.ingest import GroupCommitter
     from service.metrics import ServiceMetrics
-    from service.security import LoginLimiter
+    from service.security import HashPool, LoginLimiter
     from service.storage import BlobStore
     from service.storage_s3 import S3BlobStore
 
@@ -42,11 +42,16 @@ class AppState:
     cameras: TTLCache = field(default_factory=TTLCache)  # camera id -> site id
     extra: dict[str, Any] = field(default_factory=dict)
     ingest: GroupCommitter = field(init=False)  # set in __post_init__ (it needs the state)
+    hashing: HashPool = field(init=False)  # password hashes, a few at a time (logins)
+    trusted_proxies: list[Any] = field(init=False)  # parsed settings.trusted_proxies
 
     def __post_init__(self) -> None:
         from service.ingest import GroupCommitter
+        from service.security import HashPool, parse_networks
 
         self.ingest = GroupCommitter(self)
+        self.hashing = HashPool(self.settings.login_hash_concurrency, self.settings.login_queue_max)
+        self.trusted_proxies = parse_networks(self.settings.trusted_proxies)
 
 
 async def get_state(request: Request) -> AppState:

@@ -68,6 +68,15 @@ class Subscription:
         except TimeoutError:
             return None
 
+    def drain(self) -> list[Event]:
+        """Every event already waiting, without waiting for more."""
+        events = []
+        while True:
+            try:
+                events.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                return events
+
 
 class EventBus(Protocol):
     async def start(self) -> None: ...

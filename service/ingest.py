@@ -38,6 +38,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from service import violations as ops
+from service.clock import time_problems
 from service.deps import AppState
 from service.models import Violation
 from service.schemas import ViolationIn
@@ -47,6 +48,7 @@ from service.storage import StorageUnavailable, looks_like_jpeg
 log = logging.getLogger(__name__)
 INGEST_PATH = "/api/v1/violations"
 MAX_EVENT_BYTES = 64 * 1024
+INGEST_FIELDS = frozenset({"event", "snapshot", "frame"})
 MAX_BATCH = 256
 # Images of a round are written side by side: a remote (S3) store costs a round trip per image;
 # a local one spends its time in the kernel (create, write, rename), which runs outside the GIL
@@ -62,7 +64,7 @@ async def handle_ingest(request: Request, state: AppState) -> Response:
     t0 = time.perf_counter()
     try:
         key = await detector_key(request)
-        parts = await read_form(request, 2 * state.settings.max_snapshot_bytes)
+        parts = await read_form(request, 2 * state.settings.max_snapshot_bytes, INGEST_FIELDS)
         event = _parse_event(parts, state)
         limit = state.settings.max_snapshot_bytes
         snapshot = _jpeg(parts, "snapshot", limit, state)
@@ -85,20 +87,24 @@ async def handle_ingest(request: Request, state: AppState) -> Response:
     return Response(body, 201 if created else 200, media_type="application/json")
 
 
-async def read_form(request: Request, max_part_bytes: int) -> dict[str, bytes]:
+async def read_form(
+    request: Request, max_part_bytes: int, fields: frozenset[str] | None = None
+) -> dict[str, bytes]:
     """The form's fields by name: `multipart/form-data` (the contract: JSON + JPEG files) or,
     for an event without images, `application/x-www-form-urlencoded`; else 422.
 
     Each part is capped (413) while it streams in, so an oversized upload is never buffered
-    whole; unknown fields are read and dropped, like the FastAPI form parser does.
+    whole; parts not named in `fields` (None: keep every name) are dropped as they stream by,
+    never buffered, and a repeated name keeps its first part.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type == b"application/x-www-form-urlencoded":
-        return await _read_urlencoded(request)
+        parts = await _read_urlencoded(request)
+        return parts if fields is None else {k: v for k, v in parts.items() if k in fields}
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         raise HTTPException(422, "expected multipart/form-data with an 'event' field")
-    collector = _PartCollector(max_part_bytes)
+    collector = _PartCollector(max_part_bytes, fields)
     parser = MultipartParser(boundary, collector.callbacks())
     try:
         async for chunk in request.stream():
@@ -120,14 +126,16 @@ async def _read_urlencoded(request: Request) -> dict[str, bytes]:
 
 
 class _PartCollector:
-    """python-multipart callbacks that gather each part's name and bytes."""
+    """python-multipart callbacks that gather the wanted parts' names and bytes."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, fields: frozenset[str] | None = None) -> None:
         self.max_bytes = max_bytes
+        self.fields = fields
         self.parts: dict[str, bytes] = {}
         self._header_name = bytearray()
         self._header_value = bytearray()
         self._name: str | None = None
+        self._keep = False
         self._data = bytearray()
 
     def callbacks(self) -> dict[str, Any]:
@@ -141,23 +149,30 @@ class _PartCollector:
         }
 
     def _begin(self) -> None:
-        self._name, self._data = None, bytearray()
+        self._name, self._keep, self._data = None, False, bytearray()
 
     def _header_end(self) -> None:
         if bytes(self._header_name).lower() == b"content-disposition":
             _, params = parse_options_header(bytes(self._header_value))
             name = params.get(b"name")
             self._name = name.decode("utf-8", "replace") if name is not None else None
+            self._keep = (
+                self._name is not None
+                and self._name not in self.parts
+                and (self.fields is None or self._name in self.fields)
+            )
         self._header_name.clear()
         self._header_value.clear()
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if not self._keep:  # an unknown or repeated field: dropped as it streams by
+            return
         if len(self._data) + end - start > self.max_bytes:
             raise HTTPException(413, f"{self._name or 'a part'} larger than {self.max_bytes} bytes")
         self._data.extend(data[start:end])
 
     def _end(self) -> None:
-        if self._name is not None and self._name not in self.parts:
+        if self._keep and self._name is not None:
             self.parts[self._name] = bytes(self._data)
 
 
@@ -170,11 +185,16 @@ def _parse_event(parts: dict[str, bytes], state: AppState) -> ViolationIn:
         state.metrics.ingest_rejected.labels("invalid_event").inc()
         raise HTTPException(413, f"event larger than {MAX_EVENT_BYTES} bytes")
     try:
-        return ViolationIn.model_validate_json(raw)
+        event = ViolationIn.model_validate_json(raw)
     except ValidationError as exc:
         state.metrics.ingest_rejected.labels("invalid_event").inc()
         detail = jsonable_encoder(exc.errors(include_url=False, include_context=False))
         raise HTTPException(422, detail) from None
+    problems = time_problems(state.settings, started_at=event.started_at, ended_at=event.ended_at)
+    if problems:
+        state.metrics.ingest_rejected.labels("invalid_event").inc()
+        raise HTTPException(422, problems)
+    return event
 
 
 def _jpeg(parts: dict[str, bytes], name: str, limit: int, state: AppState) -> bytes | None:

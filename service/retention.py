@@ -5,7 +5,8 @@ deleted; older reviewed events keep their metadata and reviews but lose their sn
 raw frame too, unless it is a training sample); raw unblurred frames older than the shorter
 `frame_retention_days` go in any case, with the training samples made of them (privacy: export
 or retrain within that window); blobs no row references are removed; expired sessions are
-dropped. The audit log is never touched. Each replica may run it: it is idempotent.
+dropped. The audit log is kept, except failed logins (a flood of them would grow it without
+bound): those go after `failed_login_retention_days`. Each replica may run it: it is idempotent.
 
 Audit frames (service/audit_frames.py) follow the same clocks, by `captured_at`: the blurred
 snapshot goes after `retention_days`, the raw frame and its training sample after
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from service.deps import AppState
 from service.models import (
+    AuditEntry,
     AuditFrame,
     Camera,
     ModelVersion,
@@ -43,7 +45,9 @@ def run_retention(state: AppState, now: dt.datetime | None = None) -> RetentionO
     now = now or utcnow()
     cutoff = now - dt.timedelta(days=state.settings.retention_days)
     with state.db.sessions() as db, state.db.writing(db):
-        old = Violation.started_at < cutoff
+        # By started_at, or by received_at for a row dated in the future (stored before ingest
+        # refused implausible times): no row outlives the retention whatever its clock said.
+        old = or_(Violation.started_at < cutoff, Violation.received_at < cutoff)
         deleted = db.execute(
             delete(Violation).where(old, Violation.status == "unreviewed")
         ).rowcount
@@ -59,8 +63,9 @@ def run_retention(state: AppState, now: dt.datetime | None = None) -> RetentionO
             .where(Violation.frame_sha256.not_in(sample_frames))
             .values(frame_sha256=None)
         )
-        frames_old = Violation.started_at < now - dt.timedelta(
-            days=state.settings.frame_retention_days
+        frames_cutoff = now - dt.timedelta(days=state.settings.frame_retention_days)
+        frames_old = or_(
+            Violation.started_at < frames_cutoff, Violation.received_at < frames_cutoff
         )
         samples = db.execute(
             delete(TrainingSample).where(
@@ -75,6 +80,12 @@ def run_retention(state: AppState, now: dt.datetime | None = None) -> RetentionO
         audit_samples, audit_deleted = _audit_frames(db, cutoff, now, state)
         samples = (samples or 0) + audit_samples
         sessions = db.execute(delete(UserSession).where(UserSession.expires_at < now)).rowcount
+        login_cutoff = now - dt.timedelta(days=state.settings.failed_login_retention_days)
+        db.execute(
+            delete(AuditEntry).where(
+                AuditEntry.action == "login.failed", AuditEntry.at < login_cutoff
+            )
+        )
     blobs = collect_garbage(state)
     result = RetentionOut(
         violations_deleted=deleted or 0,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Ids that end up in URLs, never in paths: letters, digits, '-', '_' (and '.' for versions).
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -210,6 +210,16 @@ class ViolationFilter(BaseModel):
     model_version: str | None = Field(None, max_length=128)
     since: AwareDatetime | None = Field(None, description="started_at >= since")
     until: AwareDatetime | None = Field(None, description="started_at < until")
+
+    @field_validator("since", "until")
+    @classmethod
+    def _in_utc_range(cls, value: dt.datetime | None) -> dt.datetime | None:
+        """A time the database can be asked about (9999-12-31 west of UTC is not)."""
+        try:
+            return None if value is None else value.astimezone(dt.UTC)
+        except OverflowError:
+            raise ValueError("out of range") from None
+
     limit: int = Field(50, ge=1, le=500)
     offset: int = Field(0, ge=0, le=1_000_000)
 
@@ -461,8 +471,19 @@ class UserIn(Input):
     role: Role = "viewer"
     sites: list[SiteId] = Field(default_factory=list, max_length=1000)
 
+    @model_validator(mode="after")
+    def _strong_password(self) -> UserIn:
+        from service.passwords import password_problem
+
+        problem = password_problem(self.password, self.username)
+        if problem:
+            raise ValueError(f"password {problem}")
+        return self
+
 
 class UserPatch(Input):
+    """A password change is checked against the policy in the route (it needs the user name)."""
+
     password: str | None = Field(None, min_length=8, max_length=256)
     role: Role | None = None
     sites: list[SiteId] | None = Field(None, max_length=1000)

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Select, case, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from service.clock import check_times
 from service.deps import AppState
 from service.events import Event
 from service.models import Camera, Review, TrainingSample, User, Violation, utcnow
@@ -126,7 +127,7 @@ def get_visible(db: Session, user: User, event_id: str) -> Violation:
     )
     if v is None:
         raise HTTPException(404, f"unknown event {event_id!r}")
-    check_site(user, v.site_id)
+    check_site(user, v.site_id, f"unknown event {event_id!r}")
     return v
 
 
@@ -323,6 +324,7 @@ def forget_blobs(state: AppState, digests: list[str]) -> None:
 def end(
     state: AppState, db: Session, key: DetectorKey, event_id: str, body: ViolationEndIn
 ) -> Violation:
+    check_times(state.settings, ended_at=body.ended_at)
     with state.db.writing(db):
         v = db.scalar(select(Violation).where(Violation.event_id == event_id))
         if v is None:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from service.api.auth import user_out
 from service.deps import AppState, get_db, get_state
 from service.models import ApiKey, AuditEntry, Camera, Site, User, Violation, utcnow
+from service.passwords import password_problem
 from service.retention import run_retention
 from service.schemas import (
     SLUG,
@@ -32,7 +33,15 @@ from service.schemas import (
     UserOut,
     UserPatch,
 )
-from service.security import audit, check_site, hash_password, new_api_key, require_role, site_scope
+from service.security import (
+    audit,
+    check_site,
+    hash_password,
+    new_api_key,
+    require_role,
+    revoke_sessions,
+    site_scope,
+)
 
 router = APIRouter(tags=["admin"])
 SlugPath = Annotated[str, Path(pattern=SLUG, max_length=64)]
@@ -144,7 +153,7 @@ def _camera(db: Session, user: User, camera_id: str) -> Camera:
     cam = db.get(Camera, camera_id)
     if cam is None:
         raise HTTPException(404, f"unknown camera {camera_id!r}")
-    check_site(user, cam.site_id)
+    check_site(user, cam.site_id, f"unknown camera {camera_id!r}")
     return cam
 
 
@@ -307,6 +316,13 @@ def patch_user(
     db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
 ) -> UserOut:
+    """Change a user. A new password (checked against the policy) or disabling the user ends
+    every session of the user: a reset must lock out whoever knew the old password."""
+    if body.password:
+        target = db.get(User, user_id)
+        problem = password_problem(body.password, target.username if target else "")
+        if problem:
+            raise HTTPException(422, f"password {problem}")
     pw_hash = hash_password(body.password) if body.password else None
     with state.db.writing(db):
         user = db.get(User, user_id)
@@ -320,6 +336,7 @@ def patch_user(
             user.sites = _sites(db, body.sites)
         if body.is_active is not None:
             user.is_active = body.is_active
+        ended = revoke_sessions(db, user.id) if pw_hash or body.is_active is False else 0
         audit(
             db,
             request,
@@ -329,7 +346,8 @@ def patch_user(
             target=user.username,
             detail={
                 "fields": sorted(body.model_dump(exclude_none=True, exclude={"password"}))
-                + (["password"] if pw_hash else [])
+                + (["password"] if pw_hash else []),
+                "sessions_ended": ended,
             },
         )
     return user_out(user)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from service import audit_frames as ops
 from service import violations
+from service.clock import time_problems
 from service.deps import AppState, get_db, get_state
 from service.ingest import MAX_EVENT_BYTES, read_form
 from service.models import User
@@ -34,6 +35,7 @@ from service.storage import StorageUnavailable, looks_like_jpeg
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/audit-frames", tags=["audit frames"])
+FIELDS = frozenset({"audit", "frame", "snapshot"})  # other form parts are dropped unread
 AuditIdPath = Annotated[str, Path(pattern=EVENT_ID, max_length=64)]
 
 _FORM = {
@@ -76,10 +78,14 @@ def _parse(parts: dict[str, bytes], state: AppState) -> AuditFrameIn:
     if len(raw) > MAX_EVENT_BYTES:
         raise _reject(state, "invalid_event", 413, f"audit larger than {MAX_EVENT_BYTES} bytes")
     try:
-        return AuditFrameIn.model_validate_json(raw)
+        frame = AuditFrameIn.model_validate_json(raw)
     except ValidationError as exc:
         detail = jsonable_encoder(exc.errors(include_url=False, include_context=False))
         raise _reject(state, "invalid_event", 422, detail) from None
+    problems = time_problems(state.settings, captured_at=frame.captured_at)  # as ingest's
+    if problems:
+        raise _reject(state, "invalid_event", 422, problems)
+    return frame
 
 
 def _jpeg(parts: dict[str, bytes], name: str, state: AppState, required: bool) -> bytes | None:
@@ -111,7 +117,7 @@ async def post_audit_frame(
     """A detector posts an audit frame: 201 stored (a training sample "to label"), 200 a
     repeated audit id (nothing new stored)."""
     try:
-        parts = await read_form(request, 2 * state.settings.max_snapshot_bytes)
+        parts = await read_form(request, 2 * state.settings.max_snapshot_bytes, FIELDS)
         item = _parse(parts, state)
         frame = _jpeg(parts, "frame", state, required=True)
         snapshot = _jpeg(parts, "snapshot", state, required=False)

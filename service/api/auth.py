@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from service.deps import AppState, get_db, get_state
@@ -24,16 +24,17 @@ def user_out(user: User) -> UserOut:
     )
 
 
-@router.post("/login", response_model=MeOut, responses={401: {}, 429: {}})
-def post_login(
+@router.post("/login", response_model=MeOut, responses={401: {}, 403: {}, 429: {}, 503: {}})
+async def post_login(
     body: LoginIn,
     request: Request,
     response: Response,
-    db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
 ) -> MeOut:
+    """Async: the database work runs on worker threads, the password hash on the hash pool,
+    so a flood of logins waits there instead of holding every worker thread."""
     try:
-        session = login(request, response, db, state, body.username, body.password)
+        session = await login(request, response, state, body.username, body.password)
     except Exception:
         state.metrics.logins.labels("failure").inc()
         raise
@@ -45,11 +46,12 @@ def post_login(
 def post_logout(
     request: Request,
     response: Response,
-    _user: User = Depends(csrf_protect),
+    everywhere: bool = Query(False, description="end every session of this user, not only this"),
+    user: User = Depends(csrf_protect),
     db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
 ) -> Response:
-    logout(request, response, db, state)
+    logout(request, response, db, state, user, everywhere=everywhere)
     response.status_code = 204
     return response
 

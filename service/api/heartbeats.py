@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.clock import check_times
 from service.deps import AppState, get_db, get_state
 from service.events import Event
 from service.models import Camera, Detector, ModelVersion, utcnow
@@ -33,6 +34,10 @@ def post_heartbeat(
     db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
 ) -> HeartbeatOut:
+    check_times(
+        state.settings,
+        **{f"cameras.{i}.last_frame_at": c.last_frame_at for i, c in enumerate(beat.cameras)},
+    )
     now = utcnow()
     changed: list[tuple[str, str]] = []
     with state.db.writing(db):

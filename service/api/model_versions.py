@@ -58,6 +58,7 @@ _ERR = {401: {}, 403: {}, 404: {}, 409: {}}
 
 
 def field_precision(db: Session, version: str, sites: set[str] | None = None) -> FieldPrecision:
+    """Reviews of `version`'s alerts on `sites` (None = every site)."""
     conf = func.sum(case((Violation.status == "confirmed", 1), else_=0))
     fa = func.sum(case((Violation.status == "false_alarm", 1), else_=0))
     stmt = select(conf, fa).where(Violation.model_version == version)
@@ -82,8 +83,9 @@ def _sites(user: User) -> list[str] | None:
 def to_out(
     db: Session, m: ModelVersion, user: User, figures: dict[str, AuditFigures] | None = None
 ) -> ModelVersionOut:
-    """The record as `user` may see it: audit figures from the user's sites (`figures`: already
-    computed for several versions)."""
+    """The record as `user` may see it: review counts, shadow reports and audit figures of the
+    user's sites only (`figures`: already computed for several versions)."""
+    sites = site_scope(user)
     if figures is None:
         figures = audit_figures(db, [m.version], _sites(user))
     return ModelVersionOut(
@@ -97,17 +99,19 @@ def to_out(
         created_at=m.created_at,
         promoted_at=m.promoted_at,
         file_url=f"/api/v1/models/{m.version}/file",
-        field=field_precision(db, m.version),
+        field=field_precision(db, m.version, sites),
         weights_url=f"/api/v1/models/{m.version}/weights" if m.weights_sha256 else None,
-        shadow_disagreements=_shadow_count(db, m.version),
+        shadow_disagreements=_shadow_count(db, m.version, sites),
         audit=figures.get(m.version),
     )
 
 
-def _shadow_count(db: Session, version: str) -> int:
+def _shadow_count(db: Session, version: str, sites: set[str] | None = None) -> int:
     from service.models import ShadowReport
 
     query = select(func.count()).where(ShadowReport.candidate_version == version)
+    if sites is not None:
+        query = query.where(ShadowReport.site_id.in_(sorted(sites)))
     return int(db.scalar(query) or 0)
 
 

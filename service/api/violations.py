@@ -16,9 +16,10 @@ from fastapi import (
 from sqlalchemy.orm import Session
 
 from service import violations as ops
+from service.config import ServiceSettings
 from service.deps import AppState, get_db, get_state
 from service.ingest import handle_ingest
-from service.models import User
+from service.models import User, Violation
 from service.schemas import (
     EVENT_ID,
     ReviewIn,
@@ -27,7 +28,7 @@ from service.schemas import (
     ViolationOut,
     ViolationPage,
 )
-from service.security import DetectorKey, audit, detector_key, require_role
+from service.security import DetectorKey, audit, detector_key, require_role, role_rank
 
 router = APIRouter(prefix="/violations", tags=["violations"])
 EventIdPath = Annotated[str, Path(pattern=EVENT_ID, max_length=64)]
@@ -133,9 +134,8 @@ def post_review(
 
 
 def _image(
-    which: str, event_id: str, request: Request, user: User, db: Session, state: AppState
+    which: str, v: Violation, request: Request, user: User, db: Session, state: AppState
 ) -> Response:
-    v = ops.get_visible(db, user, event_id)
     digest = v.snapshot_sha256 if which == "snapshot" else v.frame_sha256
     if digest is None or not state.blobs.exists(digest):
         raise HTTPException(404, f"no {which} for this event")
@@ -167,7 +167,15 @@ def get_snapshot(
     db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
 ) -> Response:
-    return _image("snapshot", event_id, request, user, db, state)
+    return _image("snapshot", ops.get_visible(db, user, event_id), request, user, db, state)
+
+
+def frame_role(settings: ServiceSettings, site_id: str | None = None) -> str:
+    """The minimum role that sees a site's raw frames (None: the lowest any site allows)."""
+    if site_id is not None:
+        return settings.unblurred_frame_role_by_site.get(site_id, settings.unblurred_frame_role)
+    roles = [settings.unblurred_frame_role, *settings.unblurred_frame_role_by_site.values()]
+    return min(roles, key=role_rank)
 
 
 @router.get("/{event_id}/frame", response_class=Response, responses=_IMAGE)
@@ -178,4 +186,13 @@ def get_frame(
     db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
 ) -> Response:
-    return _image("frame", event_id, request, user, db, state)
+    """The raw, unblurred frame: trainers and admins by default (`unblurred_frame_role`), or the
+    role a site's `unblurred_frame_role_by_site` names; every view is audited."""
+    lowest = frame_role(state.settings)
+    if role_rank(user.role) < role_rank(lowest):  # before the lookup: says nothing of the event
+        raise HTTPException(403, f"raw frames need role {lowest} or higher")
+    v = ops.get_visible(db, user, event_id)
+    needed = frame_role(state.settings, v.site_id)
+    if role_rank(user.role) < role_rank(needed):
+        raise HTTPException(403, f"raw frames of this site need role {needed} or higher")
+    return _image("frame", v, request, user, db, state)

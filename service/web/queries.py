@@ -523,12 +523,15 @@ def compliance_report(
     trend_days = [today - dt.timedelta(days=i) for i in range(TREND_DAYS - 1, -1, -1)]
     report_from = since.astimezone(tz).date()
     query_from = min(since, dt.datetime.combine(trend_days[0], dt.time(), tz).astimezone(dt.UTC))
+    # Up to the end of today: a (wrongly) future-dated event is in no period of the report, and
+    # one near the end of time cannot be converted to a local day at all.
+    query_to = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), tz).astimezone(dt.UTC)
     day = local_day(session, tz).label("day")
     stmt = (
         select(day, group_col, Violation.status, func.count())
         .join(Site, Site.id == Violation.site_id)
         .join(Camera, Camera.id == Violation.camera_id)
-        .where(Violation.started_at >= query_from)
+        .where(Violation.started_at >= query_from, Violation.started_at < query_to)
         .group_by(day, group_col, Violation.status)
     )
     stmt = _scope(stmt, site_ids)
@@ -537,6 +540,8 @@ def compliance_report(
     table: dict[tuple[str, str], ReportRow] = {}
     daily: dict[str, Counter[dt.date]] = defaultdict(Counter)
     for raw_day, key, status, count in session.execute(stmt):
+        if raw_day is None:
+            continue
         when = raw_day if isinstance(raw_day, dt.date) else dt.date.fromisoformat(str(raw_day))
         key = str(key)
         daily[key][when] += count

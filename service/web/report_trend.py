@@ -54,12 +54,15 @@ def compliance_trend(
         "kind": Violation.kind,
     }[group]
     since = dt.datetime.combine(first, dt.time(), tz).astimezone(dt.UTC)
+    # Up to the end of today: a future-dated row (9999-12-31) has no local day to convert to.
+    until = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), tz).astimezone(dt.UTC)
     day = local_day(session, tz).label("day")
     stmt = (
         select(day, group_col, func.count())
         .join(Site, Site.id == Violation.site_id)
         .join(Camera, Camera.id == Violation.camera_id)
-        .where(Violation.started_at >= since, Violation.status != "false_alarm")
+        .where(Violation.started_at >= since, Violation.started_at < until)
+        .where(Violation.status != "false_alarm")
         .group_by(day, group_col)
     )
     stmt = _scope(stmt, site_ids)
@@ -69,6 +72,8 @@ def compliance_trend(
     keys = list(dict.fromkeys(_period_label(d, period) for d in all_days))
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     for raw_day, key, count in session.execute(stmt):
+        if raw_day is None:
+            continue
         when = raw_day if isinstance(raw_day, dt.date) else dt.date.fromisoformat(str(raw_day))
         if first <= when <= today:
             counts[str(key)][_period_label(when, period)] += int(count)

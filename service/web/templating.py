@@ -64,15 +64,26 @@ def request_lang(request: Request) -> str:
 
 
 def _fmt_dt(value: dt.datetime | None, tz: dt.tzinfo) -> str:
+    """The time in the viewer's zone; total: a stored time the zone would push out of Python's
+    date range (year 1 or 9999) shows as UTC instead of failing the page."""
     if value is None:
         return "—"
-    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError, OSError):
+        try:
+            return value.strftime("%Y-%m-%d %H:%M:%S ") + (value.tzname() or "")
+        except (OverflowError, ValueError, OSError):
+            return value.isoformat()
 
 
 def _ago(value: dt.datetime | None, lang: str) -> str:
     if value is None:
         return ""
-    seconds = int((dt.datetime.now(dt.UTC) - value).total_seconds())
+    try:
+        seconds = int((dt.datetime.now(dt.UTC) - value).total_seconds())
+    except (OverflowError, ValueError, TypeError):
+        return ""
     zh = lang == "zh"
     if seconds < 60:
         return "刚刚" if zh else "just now"

@@ -134,14 +134,15 @@ def test_refused_event_is_kept_dead_and_the_queue_moves_on(
     assert outbox.dead_count() == 2  # the refused open and its end, kept for an operator
 
 
-@pytest.mark.parametrize("key", ["wrong-key", ""])
+@pytest.mark.parametrize("key", ["wrong-key", None], ids=["wrong-key", "no-key"])
 def test_wrong_key_keeps_retrying_instead_of_dropping(
-    service: ServiceProcess, tmp_path: Path, key: str
+    service: ServiceProcess, tmp_path: Path, key: str | None
 ) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     event = _event()
     outbox.put("open", event["event_id"], event)
-    config = ServiceConfig(url=service.url, api_key=key, retry_initial_s=0.1, retry_max_s=0.2)
+    given = {} if key is None else {"api_key": key}  # an explicit "" is a config error now
+    config = ServiceConfig(url=service.url, retry_initial_s=0.1, retry_max_s=0.2, **given)
     poster = Poster(config, outbox)
     assert poster.drain() is False
     assert "401" in (poster.last_error or "")

@@ -131,7 +131,9 @@ def test_review_retrain_promote_reload(
             for v in _violations(manager, "loop-v1"):
                 if v["event_id"] in decided:
                     continue
-                frame_jpeg = manager.get(f"/api/v1/violations/{v['event_id']}/frame")
+                # The raw frame is for trainers (unblurred_frame_role); the simulated
+                # reviewer decides from it, as a manager from the blurred snapshot.
+                frame_jpeg = trainer.get(f"/api/v1/violations/{v['event_id']}/frame")
                 assert frame_jpeg.status_code == 200
                 frame = cv2.imdecode(np.frombuffer(frame_jpeg.content, np.uint8), cv2.IMREAD_COLOR)
                 decided[v["event_id"]] = (v, reviewer.decide(frame, v))

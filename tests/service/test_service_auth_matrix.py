@@ -8,7 +8,9 @@ the expected class of answer follows from the route's rule:
 - a user below the route's minimum role: 403 (API, or the dashboard's rendered 403 page);
 - a user at or above it: neither 401 nor 403 (nor a redirect to /login), and no 404 where the
   path names seeded rows (so the ids are real and the handler ran past its lookups);
-- a site-B user or site-B detector key on a site-A resource: 403 or 404 (the route's `denied`);
+- a site-B user on a site-A resource of the API: 404, as for an id that does not exist (a 403
+  would tell that it exists); a site-B detector key: 403 or 404 (the route's `denied`; the
+  contract answers 403 for another site's camera); a page: the route's `denied`;
 - a detector key on a user route, a user on a detector route: 401 (a page: the login redirect);
 - never a 5xx.
 
@@ -87,7 +89,8 @@ RULES: dict[str, Rule] = {
     "GET /api/v1/violations/{event_id}": U("user", "viewer", site=True),
     "POST /api/v1/violations/{event_id}/review": U("user", "manager", site=True, body="review"),
     "GET /api/v1/violations/{event_id}/snapshot": U("user", "viewer", site=True),
-    "GET /api/v1/violations/{event_id}/frame": U("user", "viewer", site=True),
+    # Raw (unblurred) frames: trainers and admins (unblurred_frame_role, issue 18).
+    "GET /api/v1/violations/{event_id}/frame": U("user", "trainer", site=True),
     "GET /api/v1/detectors": U("user", "viewer"),
     "GET /api/v1/stats": U("user", "viewer"),
     "GET /api/v1/events": U("user", "viewer"),
@@ -181,7 +184,7 @@ def expected(rule: Rule, caller: str) -> str | frozenset[int]:
     if role_rank(role) < role_rank(rule.role):
         return frozenset({403})
     if rule.site and caller in USERS_B:
-        return rule.denied
+        return frozenset({404}) if rule.kind == "user" else rule.denied
     return "ok"
 
 

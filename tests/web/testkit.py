@@ -201,6 +201,7 @@ def running_service(
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=2,
+            proxy_headers=False,  # as `siteguard serve`
         )  # fmt: skip
     )
     thread = threading.Thread(target=server.run, name="uvicorn-web-test", daemon=True)

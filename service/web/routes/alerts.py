@@ -35,9 +35,9 @@ def parse_local(value: str | None, tz: dt.tzinfo, name: str) -> dt.datetime | No
         return None
     try:
         parsed = dt.datetime.fromisoformat(value)
-    except ValueError as exc:
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)).astimezone(dt.UTC)
+    except (ValueError, OverflowError) as exc:  # 9999-12-31 west of UTC leaves the range
         raise BadFilter(f"{name}: not a date/time: {value!r}") from exc
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)).astimezone(dt.UTC)
 
 
 def day_start(tz: dt.tzinfo) -> dt.datetime:

@@ -6,9 +6,10 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from service.deps import AppState, get_db, get_state
-from service.models import AuditEntry
+from service.models import AuditEntry, User
 from service.security import audit, csrf_protect, login, logout, optional_user
 from service.web.i18n import LANG_COOKIE, LANGUAGES, translator
 from service.web.templating import render, request_lang
@@ -34,21 +35,24 @@ def login_page(
 
 
 @router.post("/login", include_in_schema=False)
-def login_submit(
+async def login_submit(
     request: Request,
     username: str = Form("", max_length=64),
     password: str = Form("", max_length=256),
     next: str = Form("/alerts", max_length=2000),
-    db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
 ) -> Response:
     target = safe_next(next)
     response = RedirectResponse(target, 303)
     try:
-        session = login(request, response, db, state, username, password)
+        session = await login(request, response, state, username, password)
     except HTTPException as exc:
         t = translator(request_lang(request))
-        message = t("login.throttled") if exc.status_code == 429 else t("login.failed")
+        message = {
+            429: t("login.throttled"),
+            503: t("login.throttled"),
+            403: t("login.cross_site"),
+        }.get(exc.status_code, t("login.failed"))
         page = render(
             request,
             "login.html",
@@ -62,13 +66,18 @@ def login_submit(
             page.headers.update(exc.headers)
         return page
     if LANG_COOKIE not in request.cookies:  # a new browser: the language this user chose last
-        lang = remembered_language(db, session.user_id)
+        lang = await run_in_threadpool(_remembered, state, session.user_id)
         if lang:
             response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", path="/")
     return response
 
 
 LANGUAGE_ACTION = "user.language"
+
+
+def _remembered(state: AppState, user_id: int) -> str | None:
+    with state.db.sessions() as db:
+        return remembered_language(db, user_id)
 
 
 def remembered_language(db: Session, user_id: int) -> str | None:
@@ -87,12 +96,14 @@ def remembered_language(db: Session, user_id: int) -> str | None:
 @router.post("/logout", include_in_schema=False)
 def logout_submit(
     request: Request,
-    _user: object = Depends(csrf_protect),
+    everywhere: str = Form("", max_length=8),
+    user: User = Depends(csrf_protect),
     db: Session = Depends(get_db),
     state: AppState = Depends(get_state),
 ) -> Response:
+    """End this session; with the form field `everywhere`, every session of the user."""
     response = RedirectResponse("/login?out=1", 303)
-    logout(request, response, db, state)
+    logout(request, response, db, state, user, everywhere=bool(everywhere))
     return response
 
 

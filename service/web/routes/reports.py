@@ -23,6 +23,13 @@ from service.web.templating import render, request_lang, request_tz
 
 router = APIRouter()
 PERIODS = ("daily", "weekly")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: str) -> str:
+    """A text cell a spreadsheet will not run: one starting like a formula (`=HYPERLINK(...)`
+    in a detector's zone name) gets a leading apostrophe (the OWASP CSV-injection advice)."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 def _report(
@@ -130,7 +137,16 @@ def reports_csv(
     for r in rows:
         rate = "" if r.confirmed_rate is None else f"{r.confirmed_rate:.4f}"
         writer.writerow(
-            [r.period, r.group, r.total, r.confirmed, r.false_alarms, r.unsure, r.unreviewed, rate]
+            [
+                csv_cell(r.period),
+                csv_cell(r.group),
+                r.total,
+                r.confirmed,
+                r.false_alarms,
+                r.unsure,
+                r.unreviewed,
+                rate,
+            ]
         )
     with state.db.writing(db):
         audit(
