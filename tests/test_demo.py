@@ -206,10 +206,12 @@ def _newcomer_in_chromium(
             f"first alert {to_first_alert:.1f} s after the demo started\n"
         )
         page.wait_for_function("document.getElementById('kpi-cameras').textContent === '1/1'")
-        first.locator(".c-zone").click()  # select it, then review with the keyboard
-        page.keyboard.press("c")
-        first.locator(".badge.status-confirmed").wait_for()
+        # Pin the row by its id: newer alerts keep arriving on top, so `.first` moves on.
         event = first.get_attribute("data-id")
+        row = page.locator(f'#alert-rows tr[data-id="{event}"]')
+        row.locator(".c-zone").click()  # select it, then review with the keyboard
+        page.keyboard.press("c")
+        row.locator(".badge.status-confirmed").wait_for()
         page.screenshot(path=str(artifacts / "demo-alerts.png"))
         page.goto("/models")
         for version in versions:
