@@ -188,6 +188,7 @@ def main() -> int:
     parser.add_argument("--base-val-share", type=float, default=0.5)
     parser.add_argument("--repeat-samples", type=int, default=4)
     parser.add_argument("--lr0", type=float, default=0.001, help="AdamW, no warm-up, cosine")
+    parser.add_argument("--freeze", type=int, default=None, help="10: YOLO11's backbone")
     parser.add_argument("--trainer-corrects", type=float, default=1.0)
     parser.add_argument("--review-iou", type=float, default=0.3)
     parser.add_argument(
@@ -246,6 +247,7 @@ def main() -> int:
                     lr0=args.lr0,
                     warmup_epochs=0,
                     cos_lr=True,
+                    freeze=args.freeze,
                     holdout=args.holdout,
                     repeat_samples=args.repeat_samples,
                     also_evaluate={"site": (args.site, "test")},

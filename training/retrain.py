@@ -81,6 +81,9 @@ class RetrainOptions:
     lr0: float | None = None
     warmup_epochs: float | None = None
     cos_lr: bool = False
+    # Freeze the first N layers (10: YOLO11's backbone). Keeps the base's features, so the
+    # benchmark forgets less, and trains about 3x faster on a CPU.
+    freeze: int | None = None
     repeat_samples: int = 1  # list each training sample N times (a few samples vs a large base)
     # More labelled sets to score candidate and base on, {name: (data.yaml, split)}: e.g. a
     # site's held-back groups. Matched by coverage (training/worker_metrics.py), so a set
@@ -276,6 +279,7 @@ def retrain(options: RetrainOptions) -> RetrainResult:
                 lr0=options.lr0,
                 warmup_epochs=options.warmup_epochs,
                 cos_lr=options.cos_lr,
+                freeze=options.freeze,
             )
         )
         weights = run_dir / "weights" / "best.pt"

@@ -63,6 +63,9 @@ def register_retrain(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup-epochs", type=float, default=None, help="default: Ultralytics' 3")
     p.add_argument("--cos-lr", action="store_true", help="cosine learning-rate decay")
     p.add_argument(
+        "--freeze", type=int, default=None, help="freeze the first N layers (10: the backbone)"
+    )
+    p.add_argument(
         "--repeat-samples",
         type=int,
         default=1,
@@ -134,6 +137,7 @@ def _retrain(args: argparse.Namespace) -> int:
         lr0=args.lr0,
         warmup_epochs=args.warmup_epochs,
         cos_lr=args.cos_lr,
+        freeze=args.freeze,
         repeat_samples=args.repeat_samples,
         also_evaluate=_named_sets(args.also_evaluate),
     )
