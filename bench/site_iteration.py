@@ -11,8 +11,9 @@ train groups arrive in N batches (whole groups, in a fixed order), like weeks of
 
 Every version is scored on the site's held-back groups (its `test` split, never trained on or
 tuned on; coverage matching) and on the Hard Hat Workers test split (the benchmark), through
-the production detector. The site figures are stored in the service's own records
-(`metrics["site"]`), so the panel's Model accuracy page draws the same curve.
+the production detector. The site figures are stored in the service's own records as the
+version's second-source figures (`metrics["cross_source"]`), so the panel's Model accuracy page
+draws the same curve (worker accuracy and bare-head recall on the other source).
 
 What is real: the service, the detector's inference (`OnnxDetector`), ingest, review, the
 sample export, `retrain` (fine-tune, export, evaluation), the registry and its gate.
@@ -223,7 +224,7 @@ def main() -> int:
             admin.promote(live)
             site_fig = score(args.v1, args.site, "test", "coverage", args.eval_limit)
             bench_fig = score(args.v1, base_yaml, "test", "iou", args.eval_limit)
-            admin.update_metrics(live, {"site": site_fig})
+            admin.update_metrics(live, {"cross_source": site_fig})
         live_onnx = args.v1
         versions.append({"version": live, "site": site_fig, "benchmark": bench_fig, "note": "v1.1"})
         for index, batch in enumerate(batches, start=1):
@@ -250,7 +251,7 @@ def main() -> int:
                     freeze=args.freeze,
                     holdout=args.holdout,
                     repeat_samples=args.repeat_samples,
-                    also_evaluate={"site": (args.site, "test")},
+                    also_evaluate={"cross_source": (args.site, "test")},
                     version=f"site-v{index + 1}",
                     workdir=work / "retrain",
                     eval_limit=args.eval_limit,
@@ -264,7 +265,7 @@ def main() -> int:
             versions.append(
                 {
                     "version": result.version,
-                    "site": m["site"],
+                    "site": m["cross_source"],
                     "benchmark": m["benchmark"],
                     "field": m.get("field"),
                     "reviews": counts,

@@ -39,6 +39,7 @@ def _count(node: Any, *path: str) -> int | None:
 class VersionFigures:
     class_ap50: dict[str, float]
     cross_source: float | None  # worker accuracy on the second data set
+    cross_source_recall: float | None  # bare heads found there: a site manager's first number
     cross_source_images: int | None
     cross_source_data: str | None
     field_images: int | None
@@ -62,6 +63,7 @@ def version_figures(metrics: dict[str, Any] | None) -> VersionFigures:
     return VersionFigures(
         class_ap50=class_ap50,
         cross_source=_number(cross, "worker_accuracy"),
+        cross_source_recall=_number(cross, "violation_recall"),
         cross_source_images=_count(cross, "images"),
         cross_source_data=str(data) if data else None,
         field_images=_count(metrics, "field", "images"),

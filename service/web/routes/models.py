@@ -42,6 +42,10 @@ def models_page(
             for name in classes
         ),
         Series(t("models.cross_source"), [figures[r.version].cross_source for r in rows]),
+        Series(
+            t("models.cross_source_recall"),
+            [figures[r.version].cross_source_recall for r in rows],
+        ),
         Series(t("models.field_accuracy"), [r.field_accuracy for r in rows]),
         Series(
             t("models.field_precision_enough", n=MIN_REVIEWS),
