@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from alerts.config import AlertsConfig, load_config, parse_config
 from alerts.delivery import AttemptLog, ChannelWorker, attempt_once
 from alerts.messages import Dispatch
 from alerts.notices import CameraNotice, DeliveryAttempt, ViolationNotice, utc_now
+from alerts.outbox import OutboxStore, OutboxWorker
 from alerts.policy import AlertPolicy, Outgoing
 from alerts.templating import Templates
 
@@ -29,6 +30,10 @@ class AlertHub:
     Every public method returns at once (the delivery happens in one worker thread per
     channel), except ``send_test``, which makes one synchronous attempt for the admin page.
     ``clock`` returns an aware datetime; inject one to test cooldown/escalation/quiet hours.
+
+    With a ``store`` (alerts/outbox.py) messages are queued there instead of in memory, and
+    the caller drives the timers with ``tick()`` (the service does, beside its outbox of
+    notices): a crash then loses no queued message, and several processes share the work.
 
     >>> hub = AlertHub.from_config({"channels": {"hook": {"type": "webhook",
     ...     "url": "http://127.0.0.1:9/"}}, "routes": [{"name": "all", "channels": ["hook"]}]})
@@ -43,6 +48,7 @@ class AlertHub:
         *,
         clock: Callable[[], datetime] | None = None,
         http: httpx.Client | None = None,
+        store: OutboxStore | None = None,
     ) -> None:
         self.config = config = parse_config(config)  # cross-checks a hand-built AlertsConfig too
         self._clock = clock or utc_now
@@ -60,8 +66,13 @@ class AlertHub:
             for name, cfg in config.channels.items()
         }
         self._log = AttemptLog(config.delivery.history)
-        self._workers = {
-            name: ChannelWorker(ch, config.delivery, self._log.add, self._clock)
+        self._store = store
+        self._workers: dict[str, ChannelWorker | OutboxWorker] = {
+            name: (
+                ChannelWorker(ch, config.delivery, self._log.add, self._clock)
+                if store is None
+                else OutboxWorker(ch, store, config.delivery, self._log.add, self._clock)
+            )
             for name, ch in self._channels.items()
         }
         self._policy = AlertPolicy(config, self._clock)
@@ -77,9 +88,10 @@ class AlertHub:
         *,
         clock: Callable[[], datetime] | None = None,
         env: Mapping[str, str] | None = None,
+        store: OutboxStore | None = None,
     ) -> AlertHub:
         """Load ``path``; AlertsConfigError (naming the key path) on any problem."""
-        return cls(load_config(path, env=env), clock=clock)
+        return cls(load_config(path, env=env), clock=clock, store=store)
 
     @classmethod
     def from_config(
@@ -101,7 +113,8 @@ class AlertHub:
         self._started = True
         for worker in self._workers.values():
             worker.start()
-        self._ticker.start()
+        if self._store is None:
+            self._ticker.start()
         log.info(
             "alerts hub started: %d channel(s), %d route(s)",
             len(self._channels),
@@ -118,7 +131,8 @@ class AlertHub:
         self._stop.set()
         if self._ticker.is_alive():
             self._ticker.join(timeout)
-        self._submit(self._policy.flush())
+        if self._store is None:  # a durable outbox keeps batched notices for the next start
+            self._submit(self._policy.flush())
         deadline = time.monotonic() + (timeout if self._started else 0.0)
         for worker in self._workers.values():
             worker.request_stop(deadline)
@@ -135,11 +149,12 @@ class AlertHub:
 
     # --- the service's calls -------------------------------------------------------------
 
-    def notify_violation(self, notice: ViolationNotice) -> None:
-        """Route a violation; returns at once, delivery happens in the background."""
+    def notify_violation(self, notice: ViolationNotice, skip_routes: Collection[str] = ()) -> int:
+        """Route a violation; returns at once (messages queued), delivery happens in the
+        background. ``skip_routes``: routes a durable outbox already sent it on."""
         if not isinstance(notice, ViolationNotice):
             raise TypeError(f"expected ViolationNotice, got {type(notice).__name__}")
-        self._guarded(self._policy.on_violation, notice)
+        return self._guarded(lambda n: self._policy.on_violation(n, skip_routes), notice)
 
     def mark_reviewed(self, event_id: str) -> None:
         """The violation was reviewed: cancel its pending escalation."""
@@ -178,9 +193,19 @@ class AlertHub:
         directly after moving the clock."""
         return self._guarded(lambda _: self._policy.due(), None)
 
+    def held_event_ids(self) -> set[str]:
+        """Violations waiting in a batch (grouping, cooldown, deferred quiet hours)."""
+        return self._policy.held_event_ids()
+
+    def forget(self, event_id: str) -> None:
+        """Let a violation be routed again (a durable outbox replays it after a failure)."""
+        self._policy.forget(event_id)
+
     def pending(self) -> int:
         """Messages queued or in flight across all channels."""
-        return sum(w.pending() for w in self._workers.values())
+        if self._store is not None:
+            return self._store.pending()
+        return sum(w.pending() for w in self._workers.values() if isinstance(w, ChannelWorker))
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until nothing is queued or in flight (retries included)."""
@@ -202,11 +227,28 @@ class AlertHub:
         return self._submit(outgoing)
 
     def _submit(self, outgoing: list[Outgoing]) -> int:
+        """Queue the messages; with a store all of them in one write, which raises if the
+        store cannot take them (the caller then replays the notices)."""
+        if self._store is not None:
+            items = [
+                (t.channel, dispatch.with_recipients(t.recipients))
+                for targets, dispatch in outgoing
+                for t in targets
+            ]
+            if items:
+                self._store.put(items)
+                for name in {name for name, _ in items}:
+                    worker = self._workers[name]
+                    if isinstance(worker, OutboxWorker):
+                        worker.wake()
+            return len(items)
         queued = 0
         for targets, dispatch in outgoing:
             for target in targets:
                 message = dispatch.with_recipients(target.recipients)
-                queued += self._workers[target.channel].submit(message)
+                worker = self._workers[target.channel]
+                assert isinstance(worker, ChannelWorker)
+                queued += worker.submit(message)
         return queued
 
     def _tick_loop(self) -> None:

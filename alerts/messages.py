@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from alerts.notices import CameraNotice, ViolationNotice
 
@@ -57,6 +58,56 @@ class Dispatch:
         return None
 
     def with_recipients(self, recipients: list[str] | tuple[str, ...]) -> Dispatch:
-        from dataclasses import replace
-
         return replace(self, recipients=tuple(recipients))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe, for a durable outbox; snapshots are left out (the store re-attaches them).
+
+        >>> from alerts.notices import utc_now
+        >>> d = Dispatch(kind="test", created_at=utc_now())
+        >>> Dispatch.from_dict(d.to_dict()) == d
+        True
+        """
+        return {
+            "kind": self.kind,
+            "created_at": self.created_at.isoformat(),
+            "route": self.route,
+            "violations": [_violation_dict(v) for v in self.violations],
+            "camera": None if self.camera is None else _camera_dict(self.camera),
+            "recipients": list(self.recipients),
+            "escalated_after_min": self.escalated_after_min,
+            "severity": self.severity,
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Dispatch:
+        """The inverse of ``to_dict`` (violations come back without their snapshots)."""
+        camera = data.get("camera")
+        return cls(
+            kind=data["kind"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            route=data.get("route"),
+            violations=tuple(ViolationNotice(**v) for v in data.get("violations") or ()),
+            camera=None if camera is None else CameraNotice(**camera),
+            recipients=tuple(data.get("recipients") or ()),
+            escalated_after_min=data.get("escalated_after_min"),
+            severity=data.get("severity"),
+            extra=dict(data.get("extra") or {}),
+        )
+
+
+def _violation_dict(v: ViolationNotice) -> dict[str, Any]:
+    out = asdict(v)
+    out.pop("snapshot_jpeg")
+    out["started_at"] = v.started_at.isoformat()
+    return out
+
+
+def _camera_dict(c: CameraNotice) -> dict[str, Any]:
+    return {
+        "site_id": c.site_id,
+        "camera_id": c.camera_id,
+        "state": c.state,
+        "at": c.at.isoformat(),
+    }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -76,7 +76,11 @@ class AlertPolicy:
 
     # --- violations ----------------------------------------------------------------------
 
-    def on_violation(self, notice: ViolationNotice) -> list[Outgoing]:
+    def on_violation(
+        self, notice: ViolationNotice, skip_routes: Collection[str] = ()
+    ) -> list[Outgoing]:
+        """Dispatches due now (the rest wait in batches); ``skip_routes``: routes a durable
+        outbox already sent this notice on (a replay after a crash repeats none of them)."""
         now = self._clock()
         severity = self.config.severity_of(notice.kind, notice.severity)
         out: list[Outgoing] = []
@@ -86,6 +90,9 @@ class AlertPolicy:
         with self._lock:
             for route in routes:
                 key = (route.name, notice.event_id)
+                if route.name in skip_routes:
+                    self._remember(key)
+                    continue
                 if key in self._seen:
                     self._count("duplicate", notice.event_id, route)
                     continue
@@ -305,6 +312,17 @@ class AlertPolicy:
             )
             out.append((route.escalation.channels, dispatch))
         return out
+
+    def forget(self, event_id: str) -> None:
+        """Forget that ``event_id`` was routed, so a replay of it is not a duplicate."""
+        with self._lock:
+            for route in self.config.routes:
+                self._seen.pop((route.name, event_id), None)
+
+    def held_event_ids(self) -> set[str]:
+        """Violations waiting in a batch (grouping, cooldown, deferred quiet hours)."""
+        with self._lock:
+            return {n.event_id for b in self._batches.values() for n in b.pending}
 
     def pending_escalations(self) -> int:
         with self._lock:

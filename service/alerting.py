@@ -3,6 +3,11 @@
 Every call is guarded: a failing alert channel never fails an ingest or a review. A bad alerts
 config fails start-up (AlertsConfigError); an `alerts` package that is missing or incomplete
 only logs a warning, so the service runs without it.
+
+With a database (`from_config(..., db=...)`, as `create_app` builds it) violations are not
+handed over in memory: each one gets an outbox row in its own INSERT transaction, and
+`service.alert_outbox` routes and delivers from the database, surviving a crash and shared
+by replicas. `notify_violation` then only wakes the feeder.
 """
 
 from __future__ import annotations
@@ -10,17 +15,29 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from service.db import Database
 
 log = logging.getLogger(__name__)
 
 
 class AlertsBridge:
-    def __init__(self, hub: Any = None) -> None:
+    def __init__(self, hub: Any = None, feeder: Any = None) -> None:
         self.hub = hub
+        self.feeder = feeder  # service.alert_outbox.NoticeFeeder when durable
 
     @classmethod
-    def from_config(cls, path: Path | None) -> AlertsBridge:
+    def from_config(
+        cls,
+        path: Path | None,
+        *,
+        db: Database | None = None,
+        blobs: Any = None,
+        public_url: str | None = None,
+    ) -> AlertsBridge:
+        """In-memory delivery without ``db``; with it, the durable outbox in that database."""
         if path is None:
             return cls(None)
         try:
@@ -28,7 +45,25 @@ class AlertsBridge:
         except ImportError as exc:
             log.warning("alerts_config set but the alerts library is unavailable: %s", exc)
             return cls(None)
-        return cls(AlertHub.from_yaml(str(path)))  # AlertsConfigError propagates: bad config
+        if db is None:
+            return cls(AlertHub.from_yaml(str(path)))  # AlertsConfigError propagates
+        from alerts.config import load_config
+        from service import alert_outbox as outbox
+        from service.alert_notices import ENQUEUE_KEY
+
+        config = load_config(path)  # AlertsConfigError propagates: bad config
+        timeouts = [c.timeout_s or config.delivery.timeout_s for c in config.channels.values()]
+        lease_s = 2 * max(timeouts, default=0.0) + 30  # a send in flight is never taken over
+        store = outbox.SqlOutboxStore(
+            db, outbox.Snapshots(db, blobs), outbox.replica_name(), lease_s=lease_s
+        )
+        hub = AlertHub(config, store=store)
+        db.sessions.configure(info={ENQUEUE_KEY: True})  # violations get outbox rows
+        return cls(hub, outbox.NoticeFeeder(hub, store, public_url=public_url))
+
+    @property
+    def durable(self) -> bool:
+        return self.feeder is not None
 
     @property
     def enabled(self) -> bool:
@@ -36,8 +71,12 @@ class AlertsBridge:
 
     def start(self) -> None:
         self._call("start")
+        if self.feeder is not None:
+            self.feeder.start()
 
     def stop(self) -> None:
+        if self.feeder is not None:
+            self.feeder.stop()
         self._call("stop")
 
     def notify_violation(
@@ -55,6 +94,9 @@ class AlertsBridge:
         link: str | None,
     ) -> None:
         if self.hub is None:
+            return
+        if self.feeder is not None:  # its outbox row went in with the violation
+            self.feeder.wake()
             return
         try:
             from alerts import ViolationNotice

@@ -48,10 +48,11 @@ def build_state(settings: ServiceSettings) -> AppState:
         db.upgrade()
     metrics = ServiceMetrics()
     metrics.watch_database(db.sessions)
+    blobs = _blob_store(settings)
     return AppState(
         settings=settings,
         db=db,
-        blobs=_blob_store(settings),
+        blobs=blobs,
         bus=make_bus(settings.event_bus, settings.db_url),
         metrics=metrics,
         limiter=LoginLimiter(
@@ -59,7 +60,9 @@ def build_state(settings: ServiceSettings) -> AppState:
             settings.login_window_s,
             settings.login_max_failures_per_address,
         ),
-        alerts=AlertsBridge.from_config(settings.alerts_config),
+        alerts=AlertsBridge.from_config(
+            settings.alerts_config, db=db, blobs=blobs, public_url=settings.public_url
+        ),
     )
 
 

@@ -293,13 +293,74 @@ class AuditEntry(Base):
     ip: Mapped[str | None] = mapped_column(String(64))
 
 
+class AlertNotice(Base):
+    """A stored violation the alert channels have yet to route (the alerts outbox, issue 17).
+
+    Written in the violation's own transaction; a replica claims it (``claimed_by`` until
+    ``lease_until``), routes it, and records the routes done so a replay never repeats one.
+    """
+
+    __tablename__ = "alert_notices"
+    __table_args__ = (Index("ix_alert_notices_status_lease", "status", "lease_until"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(
+        ForeignKey("violations.event_id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | routed
+    routes_done: Mapped[list[Any]] = mapped_column(default=list)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AlertDelivery(Base):
+    """One message for one channel: pending -> sending -> delivered, or dead after its retries."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        Index("ix_alert_deliveries_due", "channel", "status", "next_attempt_at"),
+        Index("ix_alert_deliveries_status", "status"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(100))
+    route: Mapped[str | None] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(200))
+    dispatch: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LoginFailure(Base):
+    """A failed login, counted by every replica (the shared login rate limit, issue 17)."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_client_at", "client", "at"),
+        Index("ix_login_failures_pair", "client", "username", "at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(100))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
 __all__ = [
+    "AlertDelivery",
+    "AlertNotice",
     "ApiKey",
     "AuditFrame",
     "AuditEntry",
     "Base",
     "Camera",
     "Detector",
+    "LoginFailure",
     "ModelVersion",
     "Review",
     "ShadowReport",

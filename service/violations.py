@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Select, case, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from service.alert_notices import enqueue_violations
 from service.clock import check_times
 from service.deps import AppState
 from service.events import Event
@@ -259,8 +260,10 @@ def row_values(event: ViolationIn, site_id: str, digests: dict[str, str | None])
 
 
 def insert_rows(db: Session, rows: list[dict[str, Any]]) -> None:
-    """INSERT many new violations in the caller's transaction (one executemany)."""
+    """INSERT many new violations in the caller's transaction (one executemany), with their
+    alerts outbox rows when alerts are on (a crash then loses no notification)."""
     db.execute(_INSERT, rows)
+    enqueue_violations(db, rows)
 
 
 def insert_one(

@@ -6,7 +6,9 @@ A receiver verifies with::
     hmac.compare_digest(expected, request.headers["X-SiteGuard-Signature"])
 
 where ``ts`` is the ``X-SiteGuard-Timestamp`` header (Unix seconds; reject old ones to stop
-replays).
+replays). With the service's durable outbox, ``X-SiteGuard-Delivery`` names the message:
+it is the same on every retry, so a receiver that keeps the ids it saw never acts twice, even
+on the rare resend after a crash between its answer and the outbox's record of it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from alerts.config import WebhookChannelConfig, channel_url
 from alerts.messages import Dispatch
 
 TIMESTAMP_HEADER = "X-SiteGuard-Timestamp"
+DELIVERY_HEADER = "X-SiteGuard-Delivery"  # a durable outbox's message id
 
 
 def sign_body(secret: str, timestamp: str, body: bytes) -> str:
@@ -76,6 +79,8 @@ class WebhookChannel(Channel):
     def send(self, dispatch: Dispatch) -> int | None:
         body = dump_json(self.payload(dispatch))
         headers = dict(self.config.headers)
+        if "delivery_id" in dispatch.extra:  # the same on every retry: receivers may dedupe
+            headers[DELIVERY_HEADER] = dispatch.extra["delivery_id"]
         if self.config.secret:
             ts = str(int(time.time()))
             headers[TIMESTAMP_HEADER] = ts

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from service.api import (
     admin,
+    alert_outbox,
     audit_frames,
     auth,
     detectors,
@@ -30,6 +31,7 @@ for module in (
     samples,
     shadow,
     admin,
+    alert_outbox,
     events,
 ):
     api_router.include_router(module.router)

@@ -280,6 +280,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.channel": "Channel",
         "admin.channel_type": "Type",
         "admin.send_test": "Send test message",
+        "admin.outbox": (
+            "Outbox: {pending} waiting · {dead} failed for good "
+            "(dead letters: /api/v1/alert-outbox/dead)"
+        ),
         "admin.deliveries": "Recent deliveries",
         "admin.site_id": "Site ID",
         "admin.key_prefix": "Prefix",
@@ -634,6 +638,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "admin.channel": "通道",
         "admin.channel_type": "类型",
         "admin.send_test": "发送测试消息",
+        "admin.outbox": (
+            "待发队列：{pending} 条等待 · {dead} 条最终失败（死信：/api/v1/alert-outbox/dead）"
+        ),
         "admin.deliveries": "最近投递记录",
         "admin.site_id": "工地编号",
         "admin.key_prefix": "前缀",

@@ -57,7 +57,7 @@ def test_upgrade_from_first_revision_keeps_data(db_url: str) -> None:
             sample = conn.execute(text("SELECT kind, audit_frame_id FROM training_samples")).one()
             assert tuple(sample) == ("review", None)  # 0004: every earlier sample is a review's
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0004"
+        assert version == "0005"
         db.upgrade("head")  # a second start is a no-op
     finally:
         db.dispose()
@@ -98,5 +98,51 @@ def test_audit_frames_migration_goes_down_and_up_again(db_url: str) -> None:
         assert "audit_frames" not in inspect(db.engine).get_table_names()
         db.upgrade("head")
         assert "audit_frames" in inspect(db.engine).get_table_names()
+    finally:
+        db.dispose()
+
+
+def test_alert_outbox_migration_goes_down_and_up_again(db_url: str) -> None:
+    """0005 adds the alerts outbox and the shared login failures; down to 0004 drops them and
+    keeps the violations; up again restores them empty, with their constraints."""
+    from alembic import command
+    from sqlalchemy.exc import IntegrityError
+
+    from service.db import alembic_config
+
+    tables = {"alert_notices", "alert_deliveries", "login_failures"}
+    db = Database(db_url)
+    try:
+        db.upgrade("head")
+        with db.engine.begin() as conn:
+            for table in ("sites", "cameras", "users", "violations"):
+                conn.execute(text(ROWS[table]))
+            conn.execute(
+                text(
+                    "INSERT INTO alert_notices (event_id, status, routes_done, created_at) "
+                    "VALUES ('e1', 'pending', '[]', '2026-01-05')"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO login_failures (client, username, at) "
+                    "VALUES ('10.0.0.1', 'old', '2026-01-05')"
+                )
+            )
+        with pytest.raises(IntegrityError), db.engine.begin() as conn:  # one notice per event
+            conn.execute(
+                text(
+                    "INSERT INTO alert_notices (event_id, status, routes_done, created_at) "
+                    "VALUES ('e1', 'pending', '[]', '2026-01-05')"
+                )
+            )
+        command.downgrade(alembic_config(db_url), "0004")
+        assert not tables & set(inspect(db.engine).get_table_names())
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT event_id FROM violations")).scalars().all() == ["e1"]
+        db.upgrade("head")
+        assert tables <= set(inspect(db.engine).get_table_names())
+        indexes = {i["name"] for i in inspect(db.engine).get_indexes("alert_deliveries")}
+        assert {"ix_alert_deliveries_due", "ix_alert_deliveries_status"} <= indexes
     finally:
         db.dispose()

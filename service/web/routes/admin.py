@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.api.alert_outbox import outbox_counts
 from service.deps import AppState, get_db, get_state
 from service.models import ROLES, ApiKey, Camera, Site, User, Violation
 from service.security import audit, require_role
@@ -76,6 +77,7 @@ def admin_page(
         api=API,
         channels=channels,
         attempts=attempts,
+        outbox=outbox_counts(db) if state.alerts.durable else None,
         tested=tested,
     )
 
