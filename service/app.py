@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -30,9 +31,10 @@ from service.deps import AppState
 from service.events import make_bus
 from service.http_guard import RequestGuard, SecurityHeaders
 from service.ingest import IngestShortcut
+from service.input_errors import database_refusal, error_detail
 from service.metrics import ServiceMetrics
 from service.retention import housekeeping_loop
-from service.security import LoginLimiter
+from service.shared_security import RevocationWatch, SharedLoginLimiter
 from service.storage import BlobStore, StorageUnavailable
 
 if TYPE_CHECKING:
@@ -55,7 +57,8 @@ def build_state(settings: ServiceSettings) -> AppState:
         blobs=blobs,
         bus=make_bus(settings.event_bus, settings.db_url),
         metrics=metrics,
-        limiter=LoginLimiter(
+        limiter=SharedLoginLimiter(
+            db,
             settings.login_max_failures,
             settings.login_window_s,
             settings.login_max_failures_per_address,
@@ -104,6 +107,8 @@ def create_app(settings: ServiceSettings | None = None, *, housekeeping: bool = 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await state.bus.start()
+        revocations = RevocationWatch(state.db, [state.keys, state.cameras])
+        revocations.start()
         state.alerts.start()
         task = asyncio.create_task(housekeeping_loop(state)) if housekeeping else None
         # Move everything built at start-up out of the collector's sight: a full collection
@@ -124,6 +129,7 @@ def create_app(settings: ServiceSettings | None = None, *, housekeeping: bool = 
             await asyncio.to_thread(state.ingest.stop)  # commit what is queued, then stop
             state.hashing.shutdown()
             state.alerts.stop()
+            revocations.stop()
             await state.bus.stop()
             state.db.dispose()
 
@@ -143,9 +149,19 @@ def create_app(settings: ServiceSettings | None = None, *, housekeeping: bool = 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
     async def _db_error(request: Request, exc: Exception) -> JSONResponse:
+        refusal = database_refusal(exc)
+        if refusal is not None:  # the request's own values, not the database, are at fault
+            log.warning("database refused %s %s: %s", request.method, request.url.path, exc)
+            return JSONResponse({"detail": refusal.detail}, refusal.status_code)
         state.metrics.db_errors.labels("request").inc()
         log.error("database error on %s %s: %s", request.method, request.url.path, exc)
         return JSONResponse({"detail": "database unavailable; retry later"}, 503)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each input, and a NaN or infinity in it made the 422
+        # itself fail (500): inputs are echoed as JSON-safe scalars only.
+        return JSONResponse({"detail": error_detail(exc.errors())}, 422)
 
     @app.exception_handler(StorageUnavailable)
     async def _storage_error(request: Request, exc: Exception) -> JSONResponse:

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import HTTPException, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from python_multipart.exceptions import MultipartParseError
@@ -40,6 +39,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from service import violations as ops
 from service.clock import time_problems
 from service.deps import AppState
+from service.input_errors import database_refusal, error_detail
 from service.models import Violation
 from service.schemas import ViolationIn
 from service.security import DetectorKey, detector_key
@@ -188,7 +188,7 @@ def _parse_event(parts: dict[str, bytes], state: AppState) -> ViolationIn:
         event = ViolationIn.model_validate_json(raw)
     except ValidationError as exc:
         state.metrics.ingest_rejected.labels("invalid_event").inc()
-        detail = jsonable_encoder(exc.errors(include_url=False, include_context=False))
+        detail = error_detail(exc.errors(include_url=False, include_context=False))
         raise HTTPException(422, detail) from None
     problems = time_problems(state.settings, started_at=event.started_at, ended_at=event.ended_at)
     if problems:
@@ -325,7 +325,12 @@ class GroupCommitter:
             except BaseException as exc:  # noqa: BLE001 - this post fails, the others go on
                 _answer(item, exc)
                 continue
-            item.values = ops.row_values(item.event, item.site_id, digests)
+            try:
+                item.values = ops.row_values(item.event, item.site_id, digests)
+            except Exception as exc:  # noqa: BLE001 - this post fails, the others go on
+                ops.forget_blobs(state, item.new_blobs)
+                _answer(item, exc)
+                continue
             ready.append(item)
         if not ready:
             return
@@ -335,10 +340,15 @@ class GroupCommitter:
                     fresh, repeats = _split_new(db, ready)
                     if fresh:
                         ops.insert_rows(db, [item.values for item in fresh])
-            except IntegrityError:  # another process stored one of these ids meanwhile
+            except Exception as exc:  # noqa: BLE001 - one post must not fail the round
+                # A lost race (another process stored one of these ids meanwhile) or a value
+                # the database refuses: the round is rolled back and each post is stored in
+                # its own transaction, so only the culprit fails, with its own answer.
                 db.rollback()
-                for item in ready:
-                    self._one_by_one(db, item)
+                if not isinstance(exc, IntegrityError):
+                    log.warning("ingest round of %d failed (%s): storing each post alone",
+                                len(ready), str(exc).splitlines()[0])  # fmt: skip
+                self._each_alone(db, ready)
                 return
             stored = {item.values[k] for item in fresh for k in ("snapshot_sha256", "frame_sha256")}
             for item in fresh:
@@ -369,19 +379,52 @@ class GroupCommitter:
         store = ops.store_images
         return [self._uploads.submit(store, self.state, i.snapshot, i.frame) for i in batch]
 
-    def _one_by_one(self, db: Any, item: Pending) -> None:
-        """Fallback after a lost race: each post in its own transaction."""
+    def _each_alone(self, db: Any, items: list[Pending]) -> None:
+        """Fallback after a failed round: each post in its own transaction.
+
+        A post the database refuses gets its own 422; when the database itself fails
+        (connection lost, lock timeout) the posts left get that error (503) without a try each.
+        Images written for posts not stored are removed unless a stored row of the round shares
+        them (identical images are one file).
+        """
+        stored: set[str | None] = set()
+        failed: list[Pending] = []
+        for index, item in enumerate(items):
+            outcome = self._one_by_one(db, item)
+            if outcome is True:
+                stored.update(item.values[k] for k in ("snapshot_sha256", "frame_sha256"))
+                continue
+            failed.append(item)
+            if isinstance(outcome, BaseException):  # the database failed, not the post
+                for rest in items[index + 1 :]:
+                    failed.append(rest)
+                    _answer(rest, outcome)
+                break
+        for item in failed:
+            ops.forget_blobs(self.state, [d for d in item.new_blobs if d not in stored])
+            item.new_blobs = []
+
+    def _one_by_one(self, db: Any, item: Pending) -> bool | BaseException:
+        """Store one post in its own transaction and answer it: True when stored, False when
+        not (a repeat, answered with the stored record, or refused for its own values: 422),
+        the error when the database itself failed."""
         try:
-            violation, created = ops.insert_one(
-                self.state, db, item.key, item.values, item.new_blobs
-            )
-        except BaseException as exc:  # noqa: BLE001 - this post fails, the others go on
-            _answer(item, exc)
-            return
-        item.new_blobs = []  # stored, or already removed by insert_one
+            violation, created = ops.insert_one(self.state, db, item.key, item.values, [])
+        except Exception as exc:  # noqa: BLE001 - this post fails, the others go on
+            refusal = database_refusal(exc)
+            if refusal is None:
+                _answer(item, exc)
+                down = isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError)
+                return exc if down else False
+            self.state.metrics.ingest_rejected.labels("refused_by_database").inc()
+            log.warning("event %s refused by the database: %s", item.event.event_id, exc)
+            _answer(item, refusal)
+            return False
         _answer(item, (violation, created))
         if created:
+            item.new_blobs = []  # a stored row refers to them now
             _announce(self.state, violation, item.snapshot)
+        return created
 
 
 def _announce(state: AppState, violation: Violation, snapshot: bytes | None) -> None:

@@ -1,7 +1,9 @@
 """Request and response bodies of `/api/v1` (pydantic), and the shared violation filter.
 
 Input models reject unknown enum values, NaN/inf, naive datetimes and ids that could be paths;
-FastAPI turns those into 422 responses that name the bad field.
+FastAPI turns those into 422 responses that name the bad field. Every input model is `Inbound`:
+it also refuses what a database would refuse later (a NUL character in any string, a time that
+leaves the datetime range in UTC), so a bad post fails alone, at once, with its own 422.
 """
 
 from __future__ import annotations
@@ -25,24 +27,56 @@ Outcome = Literal["confirmed", "false_alarm", "unsure"]
 Status = Literal["unreviewed", "confirmed", "false_alarm", "unsure"]
 Role = Literal["viewer", "manager", "trainer", "admin"]
 Ppe = Literal["helmet", "harness", "vest"]
+Coordinate = Annotated[float, Field(ge=-1e6, le=1e6, description="pixels")]
 
 
-class Input(BaseModel):
+def _database_problem(value: Any) -> str | None:
+    """Why PostgreSQL or SQLite would refuse `value` (None: they would not), nested values too."""
+    if isinstance(value, str):
+        return "NUL character (\\u0000) not allowed" if "\x00" in value else None
+    if isinstance(value, dt.datetime):
+        try:
+            value.astimezone(dt.UTC)
+        except OverflowError:
+            return "time out of range in UTC"
+        return None
+    if isinstance(value, dict):
+        return next(filter(None, map(_database_problem, (*value.keys(), *value.values()))), None)
+    if isinstance(value, list | tuple | set | frozenset):
+        return next(filter(None, map(_database_problem, value)), None)
+    return None  # numbers (finite: allow_inf_nan=False), bools, nested models (checked alone)
+
+
+class Inbound(BaseModel):
+    """Base of every input model: refuses values a database would refuse (see the module)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        problem = _database_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+
+class Input(Inbound):
     model_config = ConfigDict(allow_inf_nan=False, extra="forbid", str_max_length=4096)
 
 
 # --- detector -> service ----------------------------------------------------------------------
 
 
-class BoxIn(BaseModel):
+class BoxIn(Inbound):
     model_config = ConfigDict(allow_inf_nan=False, extra="ignore", populate_by_name=True)
     class_name: str = Field(alias="class", min_length=1, max_length=64)
     confidence: float = Field(ge=0, le=1)
-    xyxy: tuple[float, float, float, float]
-    track_id: int | None = None
+    xyxy: tuple[Coordinate, Coordinate, Coordinate, Coordinate]
+    track_id: int | None = Field(None, ge=-(2**31), lt=2**31)
 
 
-class ViolationIn(BaseModel):
+class ViolationIn(Inbound):
     """The `event` part of `POST /api/v1/violations` (docs/contract.md)."""
 
     model_config = ConfigDict(allow_inf_nan=False, extra="ignore")
@@ -61,7 +95,7 @@ class ViolationIn(BaseModel):
     boxes: list[BoxIn] = Field(default_factory=list, max_length=1000)
 
 
-class AuditFrameIn(BaseModel):
+class AuditFrameIn(Inbound):
     """The `audit` part of `POST /api/v1/audit-frames`: a frame the detector sampled at random,
     with the detections of the model that saw it at its operating thresholds (docs/contract.md).
     """
@@ -111,7 +145,7 @@ class ViolationEndIn(Input):
     duration_s: float | None = Field(None, ge=0, le=7 * 86400)
 
 
-class CameraBeat(BaseModel):
+class CameraBeat(Inbound):
     model_config = ConfigDict(allow_inf_nan=False, extra="ignore")
     camera_id: CameraId
     state: Literal["online", "offline", "frozen"]
@@ -120,7 +154,7 @@ class CameraBeat(BaseModel):
     frames_dropped: int | None = Field(None, ge=0, lt=2**31)
 
 
-class HeartbeatIn(BaseModel):
+class HeartbeatIn(Inbound):
     model_config = ConfigDict(allow_inf_nan=False, extra="ignore")
     detector_id: str = Field(pattern=SLUG)
     model_version: str | None = Field(None, max_length=128)
@@ -194,7 +228,7 @@ class ViolationPage(BaseModel):
     offset: int
 
 
-class ViolationFilter(BaseModel):
+class ViolationFilter(Inbound):
     """One filter for every list of violations: the API list, stats and the dashboard.
 
     Use as `filters: Annotated[ViolationFilter, Query()]`, then

@@ -17,7 +17,6 @@ import logging
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
@@ -28,6 +27,7 @@ from service import violations
 from service.clock import time_problems
 from service.deps import AppState, get_db, get_state
 from service.ingest import MAX_EVENT_BYTES, read_form
+from service.input_errors import error_detail
 from service.models import User
 from service.schemas import EVENT_ID, SLUG, VERSION, AuditFrameIn, AuditFrameOut, AuditFramePage
 from service.security import DetectorKey, audit, detector_key, require_role
@@ -80,7 +80,7 @@ def _parse(parts: dict[str, bytes], state: AppState) -> AuditFrameIn:
     try:
         frame = AuditFrameIn.model_validate_json(raw)
     except ValidationError as exc:
-        detail = jsonable_encoder(exc.errors(include_url=False, include_context=False))
+        detail = error_detail(exc.errors(include_url=False, include_context=False))
         raise _reject(state, "invalid_event", 422, detail) from None
     problems = time_problems(state.settings, captured_at=frame.captured_at)  # as ingest's
     if problems:

@@ -20,7 +20,6 @@ from fastapi import (
     Response,
     UploadFile,
 )
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import case, func, select
@@ -29,6 +28,7 @@ from sqlalchemy.orm import Session
 from service.deps import AppState, get_db, get_state
 from service.field import audit_figures
 from service.gate import GateResult, check_gate
+from service.input_errors import error_detail
 from service.models import ModelVersion, User, Violation, utcnow
 from service.schemas import (
     SLUG,
@@ -159,7 +159,7 @@ def register_model(
     try:
         parsed = ModelMetaIn.model_validate_json(meta)
     except ValidationError as exc:
-        detail = jsonable_encoder(exc.errors(include_url=False, include_context=False))
+        detail = error_detail(exc.errors(include_url=False, include_context=False))
         raise HTTPException(422, detail) from None
     if db.scalar(select(ModelVersion.id).where(ModelVersion.version == parsed.version)):
         raise HTTPException(409, f"model version {parsed.version!r} already exists")

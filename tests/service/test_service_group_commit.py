@@ -1,20 +1,25 @@
 """The ingest hot path (service/ingest.py): many concurrent posts share a transaction, and every
 post is still answered for itself: stored once, repeats answered with the stored record, bad
-ones refused alone, nothing acknowledged lost when the service stops."""
+ones refused alone (at the schema, or by the database, retried post by post), nothing
+acknowledged lost when the service stops."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import uuid
+from collections.abc import Callable
 
 import httpx
+import pytest
+from fastapi import HTTPException
 from service_testkit import Live, event, jpeg
 
 from service.ingest import GroupCommitter, Pending
 from service.models import Violation
 from service.schemas import ViolationIn
-from service.security import lookup_detector_key
+from service.security import DetectorKey, lookup_detector_key
 
 
 def _files(body: dict, snapshot: bytes | None) -> dict:
@@ -119,3 +124,119 @@ def test_stop_commits_what_is_queued(live: Live) -> None:
     results = asyncio.run(queue_and_stop())
     assert [created for _, created in results] == [True] * 5
     assert live.count(Violation) - rows_before == 5
+
+
+# --- a bad post among good ones (issue 17.3) --------------------------------------------------
+
+# Each was measured failing its neighbours or answered 500/503 before the schema refused it.
+POISON = {
+    "started_at_9999_west": ('"started_at": "9999-12-31T23:59:59-14:00"', "started_at"),
+    "nul_in_zone": ('"zone": "gate\\u0000b"', "zone"),
+    "nul_in_box_class": (
+        '"boxes": [{"class": "he\\u0000ad", "confidence": 0.5, "xyxy": [1, 2, 3, 4]}]',
+        "boxes",
+    ),  # fmt: skip
+    "nan_confidence": ('"confidence": NaN', "confidence"),
+    "nan_box": ('"boxes": [{"class": "head", "confidence": 0.5, "xyxy": [NaN, 2, 3, 4]}]', "boxes"),
+    "infinite_duration": ('"duration_s": Infinity', "duration_s"),
+    "not_utf8": ('"zone": "\xff\xfe"', ""),
+}
+
+
+def _poison(field: str) -> bytes:
+    """A site-a event whose JSON carries `field` (raw: NaN and bytes that are not UTF-8)."""
+    body = json.dumps(event(event_id=str(uuid.uuid4())))
+    return (body[:-1] + ", " + field + "}").encode("latin-1")
+
+
+@pytest.mark.parametrize("kind", list(POISON))
+def test_a_bad_post_fails_alone_among_100_from_another_site(live: Live, kind: str) -> None:
+    field, loc = POISON[kind]
+    good = [event("gate-b") for _ in range(100)]
+    rows_before = live.count(Violation)
+
+    async def post_all() -> list[httpx.Response]:
+        site_b = {"X-API-Key": live.keys["site-b"]}
+        site_a = {"X-API-Key": live.keys["site-a"]}
+        async with httpx.AsyncClient(base_url=live.url, timeout=60) as client:
+            posts = [
+                client.post("/api/v1/violations", headers=site_b, files=_files(b, None))
+                for b in good
+            ]
+            bad = {"event": (None, _poison(field), "application/json")}
+            posts.insert(50, client.post("/api/v1/violations", headers=site_a, files=bad))
+            return await asyncio.gather(*posts)
+
+    answers = asyncio.run(post_all())
+    refused = answers.pop(50)
+    assert refused.status_code == 422, refused.text
+    if loc:  # the answer names the field (bytes that are not UTF-8 break the JSON itself)
+        assert refused.json()["detail"][0]["loc"][0] == loc, refused.text
+    assert [r.status_code for r in answers] == [201] * 100
+    assert live.count(Violation) - rows_before == 100
+
+
+WEST = dt.timezone(-dt.timedelta(hours=14))
+REFUSED = {  # values only the database refuses, built past the schema's validation
+    "time_out_of_range_in_utc": {"started_at": dt.datetime(9999, 12, 31, 23, 59, tzinfo=WEST)},
+    "nul_in_zone": {"zone": "gate\x00b"},  # PostgreSQL's text refuses NUL; SQLite keeps it
+}
+
+
+@pytest.mark.parametrize("kind", list(REFUSED))
+def test_a_post_the_database_refuses_fails_alone_in_its_round(live: Live, kind: str) -> None:
+    """Behind the schema: a value only the database refuses gets its own 422 while the 100
+    other-site posts of the same group-commit round are stored (the round is retried post by
+    post)."""
+    state = live.state
+    if kind == "nul_in_zone" and not state.db.url.startswith("postgresql"):
+        pytest.skip("SQLite stores NUL characters")
+    key_a = lookup_detector_key(state, live.keys["site-a"])
+    key_b = lookup_detector_key(state, live.keys["site-b"])
+    assert key_a is not None and key_b is not None
+    posts = [_pending(key_b, event("gate-b")) for _ in range(100)]
+    posts.insert(50, _pending(key_a, event(), **REFUSED[kind]))
+    rows_before = live.count(Violation)
+    committer = GroupCommitter(state)
+    try:
+        results = asyncio.run(_in_one_round(committer, posts, _pending(key_b, event("gate-b"))))
+    finally:
+        committer.stop()
+    refused = results.pop(50)
+    assert isinstance(refused, HTTPException) and refused.status_code == 422, refused
+    assert "database refused" in str(refused.detail)
+    assert all(not isinstance(r, BaseException) and r[1] for r in results), results
+    assert live.count(Violation) - rows_before == 101  # the plug and the 100
+    # Every post carried the same image (one file): the refused post may have written it, and
+    # its clean-up must not remove what the stored rows refer to.
+    digests = {r[0].snapshot_sha256 for r in results if not isinstance(r, BaseException)}
+    assert digests and all(state.blobs.exists(d) for d in digests)
+
+
+async def _in_one_round(
+    committer: GroupCommitter, posts: list[Pending], plug: Pending
+) -> list[tuple[Violation, bool] | BaseException]:
+    """Submit `posts` so the writer takes them in one round: a first post (`plug`) holds the
+    writer on the database's write lock while the others queue behind it."""
+    with committer.state.db.write_lock:
+        first = asyncio.ensure_future(committer.submit(plug))
+        await _until(committer._queue.empty)  # the writer took the plug and waits for the lock
+        waiting = [asyncio.ensure_future(committer.submit(p)) for p in posts]
+        await asyncio.sleep(0.2)  # every post is queued
+    await first
+    return await asyncio.gather(*waiting, return_exceptions=True)
+
+
+def _pending(key: DetectorKey, body: dict, **raw: object) -> Pending:
+    """A queued post; `raw` fields bypass validation (what the schema would refuse)."""
+    event = ViolationIn.model_validate(body)
+    if raw:
+        event = ViolationIn.model_construct(**{**event.__dict__, **raw})
+    return Pending(key, event, key.site_id, jpeg(2_000, seed=1), None)
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
