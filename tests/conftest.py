@@ -59,3 +59,41 @@ def _free_port() -> int:
 @pytest.fixture()
 def free_port() -> int:
     return _free_port()
+
+
+class Screenshots:
+    """Browser-test screenshots: always to test-artifacts/web/; the few that docs/dashboard.md
+    shows also to docs/img/ when SITEGUARD_UPDATE_SCREENSHOTS is set, shrunk to a small palette
+    PNG (Pillow, when installed) so the repository stays light."""
+
+    ARTIFACTS = REPO_ROOT / "test-artifacts" / "web"
+    DOCS = REPO_ROOT / "docs" / "img"
+    DOCS_WIDTH = 1200
+
+    def take(self, target: object, name: str, *, docs: bool = False, **options: object) -> Path:
+        """`target`: a Playwright page or locator; `options`: its screenshot() options."""
+        self.ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = self.ARTIFACTS / name
+        target.screenshot(path=str(path), **options)  # type: ignore[attr-defined]
+        if docs and os.environ.get("SITEGUARD_UPDATE_SCREENSHOTS"):
+            self.DOCS.mkdir(parents=True, exist_ok=True)
+            self._shrink(path, self.DOCS / name)
+        return path
+
+    def _shrink(self, source: Path, target: Path) -> None:
+        try:
+            from PIL import Image
+        except ImportError:  # without Pillow the docs get the full screenshot
+            target.write_bytes(source.read_bytes())
+            return
+        with Image.open(source) as image:
+            image = image.convert("RGB")
+            if image.width > self.DOCS_WIDTH:
+                height = round(image.height * self.DOCS_WIDTH / image.width)
+                image = image.resize((self.DOCS_WIDTH, height), Image.Resampling.LANCZOS)
+            image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(target, optimize=True)
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Screenshots:
+    return Screenshots()

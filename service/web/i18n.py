@@ -89,7 +89,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "alerts.open_today": "Unreviewed today",
         "alerts.confirmed_rate": "Confirmed rate",
         "alerts.false_alarms": "False alarms",
-        "alerts.shortcuts": "Keys: j/k move · Enter open · c confirm · f false alarm · u unsure",
+        "alerts.shortcuts": (
+            "Keys: j/k move · Enter open (a group: show its alerts) · c confirm · f false alarm"
+            " · u unsure (a group: all its undecided alerts)"
+        ),
+        "alerts.incident_count": "{n} alerts",
+        "alerts.review_all": "Review every undecided alert of this moment",
+        "alerts.confirm_all": "Confirm all",
+        "alerts.false_alarm_all": "All false alarms",
         "alerts.filters": "Filters",
         "alerts.empty": "No violations match these filters. New ones will appear here live.",
         "alerts.since": "Since",
@@ -113,6 +120,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "detail.ended": "Ended",
         "detail.boxes": "Detections",
         "detail.show_boxes": "Show boxes",
+        "detail.this_worker": "This alert",
+        "detail.own_worker": (
+            "The thick box ({cls}) is the worker this alert is about; the frame's other"
+            " {others} detections are dimmed."
+        ),
+        "detail.own_unknown": "The detector did not record which detection this alert is about.",
+        "detail.same_moment": "Same moment: {n} more from this camera",
+        "detail.same_moment_hint": (
+            "Other workers of the same frame (this camera's alerts within {s} s), each reviewed"
+            " on its own."
+        ),
         "cameras.title": "Cameras",
         "cameras.state": "State",
         "cameras.last_frame": "Last frame",
@@ -453,7 +471,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "alerts.open_today": "今日未审核",
         "alerts.confirmed_rate": "确认率",
         "alerts.false_alarms": "误报",
-        "alerts.shortcuts": "快捷键：j/k 上下移动 · Enter 打开 · c 确认 · f 误报 · u 不确定",
+        "alerts.shortcuts": (
+            "快捷键：j/k 上下移动 · Enter 打开（分组：展开其告警） · c 确认 · f 误报 · u 不确定"
+            "（分组：其全部未决告警）"
+        ),
+        "alerts.incident_count": "{n} 条告警",
+        "alerts.review_all": "批量审核这一时刻的全部未决告警",
+        "alerts.confirm_all": "全部确认",
+        "alerts.false_alarm_all": "全部误报",
         "alerts.filters": "筛选",
         "alerts.empty": "没有符合条件的违规记录，新的告警会实时出现在这里。",
         "alerts.since": "开始",
@@ -477,6 +502,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "detail.ended": "结束时间",
         "detail.boxes": "检测结果",
         "detail.show_boxes": "显示检测框",
+        "detail.this_worker": "本条告警",
+        "detail.own_worker": (
+            "粗框（{cls}）是本条告警对应的工人；画面中其余 {others} 个检测结果已淡化显示。"
+        ),
+        "detail.own_unknown": "检测器没有记录本条告警对应的是哪一个检测结果。",
+        "detail.same_moment": "同一时刻：该摄像头另有 {n} 条告警",
+        "detail.same_moment_hint": (
+            "同一画面中的其他工人（该摄像头 {s} 秒内的告警），每条单独审核。"
+        ),
         "cameras.title": "摄像头",
         "cameras.state": "状态",
         "cameras.last_frame": "最近一帧",

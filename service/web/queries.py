@@ -29,6 +29,7 @@ from service.models import (
     Violation,
 )
 from service.schemas import AuditFigures
+from service.web.alert_boxes import BoxView, box_views
 
 PAGE_SIZE = 50
 
@@ -245,6 +246,12 @@ class AlertDetail:
     frame_height: int | None
     boxes: list[dict[str, Any]]
     reviews: list[ReviewView] = field(default_factory=list)
+    drawn: list[BoxView] = field(default_factory=list)  # the alert's own box last
+
+    @property
+    def own_box(self) -> BoxView | None:
+        """The detection this alert is about, when the event says which (alert_boxes.py)."""
+        return next((b for b in self.drawn if b.own), None)
 
 
 def alert_detail(
@@ -272,14 +279,41 @@ def alert_detail(
         ReviewView(r.outcome, r.comment or "", username or "—", r.created_at)
         for r, username in reviews
     ]
+    boxes = [b for b in (v.boxes or []) if isinstance(b, dict)]
     return AlertDetail(
         row=_alert_row(v, site_name, cam_name, history[0].username if history else None),
         track_id=v.track_id,
         frame_width=v.frame_width,
         frame_height=v.frame_height,
-        boxes=[b for b in (v.boxes or []) if isinstance(b, dict)],
+        boxes=boxes,
         reviews=history,
+        drawn=box_views(v.track_id, v.confidence, boxes),
     )
+
+
+def alerts_near(
+    session: Session, site_ids: Sequence[str] | None, row: AlertRow, window_s: float
+) -> list[AlertRow]:
+    """The other alerts of `row`'s camera that started within `window_s` of it, oldest first
+    (the detail page's "same moment": the other workers of the frame)."""
+    around = dt.timedelta(seconds=window_s)
+    stmt = _scope(
+        select(Violation, Site.name, Camera.name)
+        .join(Site, Site.id == Violation.site_id)
+        .join(Camera, Camera.id == Violation.camera_id)
+        .where(
+            Violation.camera_id == row.camera_id,
+            Violation.started_at >= row.started_at - around,
+            Violation.started_at <= row.started_at + around,
+            Violation.event_id != row.event_id,
+        )
+        .order_by(Violation.started_at, Violation.id)
+        .limit(200),
+        site_ids,
+    )
+    found = list(session.execute(stmt))
+    reviewers = last_reviewers(session, [v.id for v, _, _ in found])
+    return [_alert_row(v, s, c, reviewers.get(v.id)) for v, s, c in found]
 
 
 @dataclass(frozen=True)

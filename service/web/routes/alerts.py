@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from service.deps import AppState, get_db, get_state
 from service.models import KINDS, VIOLATION_STATUSES, User
-from service.web import queries
+from service.web import incidents, queries
 from service.web.access import page_user, scope
 from service.web.health import camera_health
 from service.web.i18n import client_messages, translator
@@ -102,6 +102,7 @@ def alerts_page(
         "since_iso": filters.since.isoformat() if filters.since else None,
         "until_iso": filters.until.isoformat() if filters.until else None,
         "health_url": HEALTH_URL,
+        "incident_window_s": incidents.WINDOW_S,
         "messages": client_messages(
             lang,
             ("kind.", "status.", "alerts.", "common.snapshot", "common.no_snapshot", "zone."),
@@ -113,6 +114,7 @@ def alerts_page(
         user,
         nav="alerts",
         violations=rows,
+        shown=incidents.group_alerts(rows),
         has_more=has_more,
         page=page,
         query=query,
@@ -157,6 +159,8 @@ def alert_detail_page(
         nav="alerts",
         d=detail,
         v=detail.row,
+        same_moment=queries.alerts_near(db, scope(user), detail.row, incidents.WINDOW_S),
+        moment_window_s=incidents.WINDOW_S,
         review_url=REVIEW_URL.replace("{id}", detail.row.event_id),
         outcomes=("confirmed", "false_alarm", "unsure"),
     )

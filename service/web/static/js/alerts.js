@@ -1,4 +1,5 @@
-/* Live alerts panel: SSE stream -> new rows on top, visual + optional sound cue, j/k/c/f/u keys. */
+/* Live alerts panel: SSE stream -> new rows on top, visual + optional sound cue, j/k/c/f/u keys.
+   Alerts of one camera and moment sit under one incident row (incidents.js). */
 (function () {
   "use strict";
   var cfg = JSON.parse(document.getElementById("page-config").textContent);
@@ -18,6 +19,7 @@
   });
 
   function t(key) { return msg[key] || key; }
+  var incidents = new SG.Incidents(tbody, cfg.incident_window_s, t);
 
   function setLive(state) {
     statusEl.setAttribute("data-state", state);
@@ -66,6 +68,8 @@
     var href = "/alerts/" + encodeURIComponent(v.event_id);
     row.setAttribute("data-id", v.event_id);
     row.setAttribute("data-href", href);
+    row.setAttribute("data-camera", v.camera_id);
+    row.setAttribute("data-started", v.started_at);
     var thumb = field(row, "thumb");
     if (v.snapshot_url) {
       thumb.src = v.snapshot_url;
@@ -137,9 +141,9 @@
     // Show it at once from the stream's data, then swap in the server-rendered row (model
     // version, reviewer, names exactly as on a reload) when that arrives.
     var row = renderRow(v);
-    tbody.insertBefore(row, tbody.firstChild);
+    incidents.place(row);
     empty.hidden = true;
-    while (tbody.rows.length > cfg.page_size) tbody.deleteRow(tbody.rows.length - 1);
+    incidents.trim(cfg.page_size);
     if (document.hidden) { unseen += 1; document.title = "(" + unseen + ") " + baseTitle; }
     if (soundToggle.checked) beep();
     onUpdate(v, true);
@@ -157,8 +161,10 @@
       if (isNew) fresh.classList.add("fresh");
       var wasSelected = row === selected;
       fresh.setAttribute("aria-selected", wasSelected ? "true" : "false");
+      incidents.adopt(fresh, row);
       row.replaceWith(fresh);
       if (wasSelected) selected = fresh;
+      incidents.refresh(incidents.keyOf(fresh));
     });
   }
 
@@ -220,7 +226,7 @@
   connect();
 
   // Selection + keyboard review
-  function rows() { return Array.prototype.slice.call(tbody.rows); }
+  function rows() { return Array.prototype.filter.call(tbody.rows, function (r) { return !r.hidden; }); }
   function select(row) {
     if (!row) return;
     if (selected) selected.setAttribute("aria-selected", "false");
@@ -235,40 +241,82 @@
     var i = selected ? list.indexOf(selected) : -1;
     select(list[Math.max(0, Math.min(list.length - 1, i + delta))] || list[0]);
   }
+  function reviewUrl(id) { return cfg.review_url.replace("{id}", encodeURIComponent(id)); }
+
+  // An incident at once: one review per undecided alert (each its own record and audit entry).
+  function reviewIncident(header, outcome) {
+    var key = incidents.keyOf(header), todo = incidents.undecided(key, outcome);
+    if (!todo.length || !cfg.can_review) return;
+    var buttons = header.querySelectorAll("[data-outcome]");
+    buttons.forEach(function (b) { b.disabled = true; });
+    Promise.all(todo.map(function (row) {
+      var id = row.getAttribute("data-id");
+      return SG.postJSON(reviewUrl(id), { outcome: outcome })
+        .then(function (resp) {
+          var current = findRow(id) || row;  // the stream may have re-rendered it meanwhile
+          if (!resp.ok) { current.classList.add("fresh"); return false; }
+          if (incidents.statusOf(current) === "unreviewed") reviewed(id);
+          setStatus(current, outcome);
+          return true;
+        })
+        .catch(function () { return false; });
+    })).then(function (done) {
+      buttons.forEach(function (b) { b.disabled = false; });
+      incidents.refresh(key);
+      if (done.every(Boolean) && selected === header) move(1);
+    });
+  }
+
   function review(outcome) {
     if (!selected || !cfg.can_review) return;
+    if (incidents.isHeader(selected)) { reviewIncident(selected, outcome); return; }
     var row = selected, id = row.getAttribute("data-id");
-    SG.postJSON(cfg.review_url.replace("{id}", encodeURIComponent(id)), { outcome: outcome })
+    SG.postJSON(reviewUrl(id), { outcome: outcome })
       .then(function (resp) {
         if (resp.ok) {
           var badge = row.querySelector(".c-status .badge");
           if (badge && badge.classList.contains("status-unreviewed")) reviewed(id);
           setStatus(row, outcome);
+          incidents.refresh(incidents.keyOf(row));
           move(1);
         }
         else { row.classList.add("fresh"); }
       });
   }
 
+  // Enter, a second click or a double click: an alert opens, an incident shows or hides its alerts.
+  function activate(row) {
+    if (incidents.isHeader(row)) toggle(row);
+    else window.location = row.getAttribute("data-href");
+  }
+  function toggle(header) {
+    incidents.toggle(header);
+    if (selected && selected.hidden) select(header);  // collapsed under the cursor
+  }
+
   tbody.addEventListener("click", function (ev) {
     var row = ev.target.closest("tr");
     if (!row) return;
     if (ev.target.closest("a")) return;
-    if (selected === row) { window.location = row.getAttribute("data-href"); } else { select(row); }
+    var action = ev.target.closest("[data-outcome]");
+    if (action) { select(row); reviewIncident(row, action.getAttribute("data-outcome")); return; }
+    if (ev.target.closest("button.expand")) { toggle(row); select(row); return; }
+    if (selected === row) { activate(row); } else { select(row); }
   });
   tbody.addEventListener("dblclick", function (ev) {
     var row = ev.target.closest("tr");
-    if (row) window.location = row.getAttribute("data-href");
+    if (row && !incidents.isHeader(row) && !ev.target.closest("button")) activate(row);
   });
 
   document.addEventListener("keydown", function (ev) {
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     var tag = (ev.target.tagName || "").toLowerCase();
     if (tag === "input" || tag === "select" || tag === "textarea") return;
+    if (ev.key === "Enter" && (tag === "button" || tag === "a")) return;  // the control's own
     var keys = { j: function () { move(1); }, k: function () { move(-1); },
       c: function () { review("confirmed"); }, f: function () { review("false_alarm"); },
       u: function () { review("unsure"); },
-      Enter: function () { if (selected) window.location = selected.getAttribute("data-href"); } };
+      Enter: function () { if (selected) activate(selected); } };
     if (keys[ev.key]) { ev.preventDefault(); keys[ev.key](); }
   });
 })();
