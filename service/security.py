@@ -96,8 +96,9 @@ class LoginLimiter:
     """Failed logins per `window_s`: at most `max_failures` per (client address, user name), and
     `max_per_address` per address whatever the names (a spray of random names is refused too).
 
-    In-process: each replica counts on its own (a replica behind a load balancer allows
-    the limits x replicas); the hash pool bounds what the attempts that get through cost.
+    In-process; the service uses `service.shared_security.SharedLoginLimiter`, which adds the
+    counts of every replica (the database) to these. The hash pool bounds what the attempts
+    that get through cost.
     """
 
     MAX_KEYS = 10_000  # bound memory under a spray of names or addresses
@@ -337,7 +338,8 @@ async def login(
     """
     check_origin(request, state)
     ip = client_ip(request)
-    wait = state.limiter.retry_after(ip, username)
+    # The limiter may ask the database (service/shared_security.py): off the event loop.
+    wait = await run_in_threadpool(state.limiter.retry_after, ip, username)
     if wait > 0:
         raise _throttled(wait)
     if state.hashing.full():
@@ -355,10 +357,10 @@ async def login(
     if waiting > 0:
         raise _throttled(waiting)
     if not matches or candidate.user_id is None or not candidate.is_active:
-        state.limiter.failed(ip, username)
+        await run_in_threadpool(state.limiter.failed, ip, username)
         await run_in_threadpool(_audit_failure, state, request, username)
         raise HTTPException(401, "invalid username or password")
-    state.limiter.succeeded(ip, username)
+    await run_in_threadpool(state.limiter.succeeded, ip, username)
     token = secrets.token_urlsafe(32)
     session = await run_in_threadpool(_start_session, state, request, candidate.user_id, token)
     if session is None:  # disabled or deleted between the check and now
@@ -578,7 +580,8 @@ class DetectorKey:
 
 
 def lookup_detector_key(state: AppState, secret: str) -> DetectorKey | None:
-    """The key for `secret`, or None; cached `state.keys.ttl_s` (cleared on revocation)."""
+    """The key for `secret`, or None; cached `state.keys.ttl_s`, cleared on every replica on
+    revocation (service/shared_security.py)."""
     digest = token_hash(secret)
     hit = state.keys.get(digest)
     if hit is not None:

@@ -42,6 +42,7 @@ from service.security import (
     revoke_sessions,
     site_scope,
 )
+from service.shared_security import announce_change
 
 router = APIRouter(tags=["admin"])
 SlugPath = Annotated[str, Path(pattern=SLUG, max_length=64)]
@@ -245,6 +246,7 @@ def delete_camera(
             raise HTTPException(409, f"camera has {n} violations; it cannot be deleted")
         db.delete(cam)
         state.cameras.clear()
+        announce_change(db)  # the other replicas' caches too
         audit(
             db,
             request,
@@ -405,6 +407,7 @@ def revoke_key(
             raise HTTPException(404, f"unknown key {key_id}")
         key.revoked_at = key.revoked_at or utcnow()
         state.keys.clear()
+        announce_change(db)  # the other replicas drop the key at commit
         audit(
             db,
             request,
