@@ -118,7 +118,7 @@ def test_one_photo_is_one_incident_reviewed_at_once(
     assert "False alarm × 1" in statuses.inner_text()
     assert incident.locator('[data-field="actions"]').is_hidden()  # nothing left to decide
     page.wait_for_function(
-        f"document.getElementById('kpi-open').textContent === '{open_before - 7}'"
+        f"() => document.getElementById('kpi-open').textContent === '{open_before - 7}'"
     )
 
     reviews = _reviews(live_service, workers)
@@ -163,22 +163,30 @@ def test_alerts_of_one_moment_arriving_live_join_one_incident(
     incident.locator('[data-field="count"]', has_text="3 alerts").wait_for()
     members = page.locator(f'#alert-rows tr[data-id][data-incident="{key}"]')
     assert members.count() == 3 and not members.first.is_visible()
+    late = _post_photo(live_service, now + dt.timedelta(seconds=1), heads=1, first_track=204)[0]
+    incident.locator('[data-field="count"]', has_text="4 alerts").wait_for()
+    order = page.eval_on_selector_all(
+        "#alert-rows > tr",
+        "rows => rows.map(r => r.dataset.id || 'incident:' + r.dataset.incident)",
+    )
+    at = order.index(f"incident:{key}")  # the summary row, then its alerts, newest first
+    assert order[at + 1 : at + 5] == [e["event_id"] for e in (late, third, second, first)]
     other = page.locator(f'#alert-rows tr[data-id="{apart["event_id"]}"]')
     other.wait_for()
     assert other.get_attribute("data-incident") is None  # another camera: a row of its own
 
     incident.get_by_role("button", name="All false alarms").click()
-    incident.locator('[data-field="statuses"]', has_text="False alarm × 3").wait_for()
-    for event in (first, second, third):  # the stream's review events re-render each row ...
+    incident.locator('[data-field="statuses"]', has_text="False alarm × 4").wait_for()
+    for event in (first, second, third, late):  # the stream's review events re-render each row ...
         page.locator(
             f'#alert-rows tr[data-id="{event["event_id"]}"] .c-status', has_text="manager"
         ).wait_for(state="attached")
-    assert members.count() == 3 and not members.first.is_visible()  # ... which stay grouped
-    reviews = _reviews(live_service, [first, second, third])
+    assert members.count() == 4 and not members.first.is_visible()  # ... which stay grouped
+    reviews = _reviews(live_service, [first, second, third, late])
     assert all(r == ["false_alarm"] for r in reviews.values()), reviews
     page.reload()
     assert page.locator(f'#alert-rows tr.incident[data-incident="{key}"]').count() == 1
-    assert members.count() == 3
+    assert members.count() == 4
     assert errors == [], errors
     context.close()
 

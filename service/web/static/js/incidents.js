@@ -112,6 +112,7 @@
 
   P.toTop = function (header) {
     var block = [header].concat(this.members(this.keyOf(header)));
+    block.forEach(function (row) { row.remove(); });  // the top may be this block itself
     var anchor = this.tbody.firstChild;
     block.forEach(function (row) { this.tbody.insertBefore(row, anchor); }, this);
   };
