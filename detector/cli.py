@@ -15,6 +15,12 @@ BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "siteguard-ppe.
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("detect", help="run the edge detector on the configured cameras")
     p.add_argument("--config", required=True, help="detector YAML (configs/detector.example.yaml)")
+    p.add_argument(
+        "--dead-letters",
+        action="store_true",
+        help="list the messages the service refused for good (kept in the configured outbox) "
+        "and exit; works while a detector runs",
+    )
     p.set_defaults(handler=_detect)
 
     p = subparsers.add_parser("predict", help="detections of a model on images, a folder or video")
@@ -74,6 +80,7 @@ def _detect(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
 
     from detector.config import ConfigError, load_config
+    from detector.outbox import OutboxError
     from detector.runner import Runner
     from siteguard.cli import CliError
 
@@ -81,10 +88,14 @@ def _detect(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         raise CliError(str(exc)) from exc
+    if args.dead_letters:
+        return _print_dead_letters(config.outbox.path)
     if not config.cameras:
         raise CliError(f"{args.config}: no cameras configured")
     try:
         runner = Runner(config)
+    except OutboxError as exc:  # names the path: wrong, unwritable, a directory...
+        raise CliError(str(exc)) from exc
     except ValueError as exc:
         raise CliError(f"model: {exc}") from exc
     signal.signal(signal.SIGTERM, lambda *_: runner.request_stop())
@@ -97,6 +108,25 @@ def _detect(args: argparse.Namespace) -> int:
         runner.run_forever()
     except KeyboardInterrupt:
         runner.stop()
+    return 0
+
+
+def _print_dead_letters(path: Path) -> int:
+    """One line per dead letter: when, type, event id, tries, the service's reason."""
+    import datetime as dt
+
+    from detector.outbox import OutboxError, read_dead_letters
+    from siteguard.cli import CliError
+
+    try:
+        letters = read_dead_letters(path)
+    except OutboxError as exc:
+        raise CliError(str(exc)) from exc
+    for letter in letters:
+        when = dt.datetime.fromtimestamp(letter.created_at, dt.UTC).isoformat(timespec="seconds")
+        print(f"{when}  {letter.type:5}  {letter.event_id}  tries {letter.attempts}  "
+              f"{letter.reason}")  # fmt: skip
+    print(f"{len(letters)} dead letter(s) in {path}")
     return 0
 
 

@@ -55,6 +55,31 @@ class DetectorMetrics:
         self.outbox_depth = Gauge(
             "siteguard_detector_outbox_depth", "Messages waiting to be posted", registry=r
         )
+        self.outbox_dead_letters = Gauge(
+            "siteguard_detector_outbox_dead_letters",
+            "Messages kept as dead letters, refused for good (siteguard detect --dead-letters)",
+            registry=r,
+        )
+        self.outbox_full = Counter(
+            "siteguard_detector_outbox_full_total",
+            "Writes that found the outbox's disk full (images shed or a message lost)",
+            registry=r,
+        )
+        self.outbox_images_shed = Counter(
+            "siteguard_detector_outbox_images_shed_total",
+            "Evidence images dropped from the outbox, oldest first, to keep events on a full disk",
+            registry=r,
+        )
+        self.events_lost = Counter(
+            "siteguard_detector_events_lost_total",
+            "Messages not stored: the outbox's disk was full even without any image",
+            registry=r,
+        )
+        self.events_invalid = Counter(
+            "siteguard_detector_events_invalid_total",
+            "Messages kept as dead letters without sending (a NaN or infinity in them)",
+            registry=r,
+        )
         self.events_posted = Counter(
             "siteguard_detector_events_posted_total",
             "Messages the service acknowledged",
@@ -97,6 +122,17 @@ class DetectorMetrics:
             self.events_posted.labels(message_type).inc()
         else:
             self.events_failed.labels(message_type, result).inc()
+
+    def on_outbox_event(self, kind: str, count: int) -> None:
+        """`detector.outbox.Outbox`'s report: full, images_shed, lost, invalid."""
+        counter = {
+            "full": self.outbox_full,
+            "images_shed": self.outbox_images_shed,
+            "lost": self.events_lost,
+            "invalid": self.events_invalid,
+        }.get(kind)
+        if counter is not None and count:
+            counter.inc(count)
 
     def set_camera_state(self, camera: str, state: str) -> None:
         for name in ("online", "offline", "frozen"):

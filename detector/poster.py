@@ -1,8 +1,10 @@
 """Sends the outbox to the service (docs/contract.md) with retry and exponential backoff.
 
 Messages go strictly in the order they were written, so an episode's `end` never overtakes its
-`open`. A network error or a 5xx/408/429 answer pauses the queue and retries after a backoff that
-doubles up to `retry_max_s`; a definitive 4xx marks the message dead (kept, logged). The service
+`open`. No answer, a 408/429 or a bad key pauses the queue and retries after a backoff that
+doubles up to `retry_max_s`; a message answered with a 5xx is set aside for its own backoff while
+the next goes on (two in a row: the queue pauses); a definitive 4xx marks it dead at once (kept,
+logged, `siteguard detect --dead-letters`). The service
 deduplicates by event id, so a message re-sent after a lost answer is stored once. Messages:
 `open` (`POST /violations`), `end` (`POST /violations/{id}/end`) and `audit`, a sampled frame
 for trainers to label (detector/audit.py, `POST /audit-frames`).
@@ -96,44 +98,70 @@ class Poster:
 
     # -- sending -------------------------------------------------------------------------
     def drain(self, batch: int = 20) -> bool:
-        """Send what is due; False when the service is unreachable (back off, then retry)."""
+        """Send what is due; False when something waits for a retry (back off, then retry).
+
+        A message refused for good goes dead at once. One answered with a 5xx (or 404, an
+        unknown camera) may be the only one the service cannot take: it is set aside for its
+        own backoff and the next message goes at once; when that one fails too the service
+        is failing, and the whole queue backs off. A poison message therefore never delays the
+        next one by more than its own failed try.
+        """
+        set_aside = False
+        failed_in_a_row = 0
         while not self._stop.is_set():
             messages = self.outbox.due(limit=batch)
             if not messages:
-                return True
+                return not set_aside
             for message in messages:
                 try:
                     self.send(message)
                 except PermanentError as exc:
                     log.error(
-                        "event %s: %s refused for good: %s", message.event_id, message.type, exc
-                    )
+                        "event %s: %s refused for good, kept as a dead letter: %s",
+                        message.event_id, message.type, exc,
+                    )  # fmt: skip
                     self.outbox.dead(message.message_id, str(exc))
                     if message.type == "open":
                         self.outbox.dead(f"{message.event_id}:end", f"open refused: {exc}")
                     self._on_result(message.type, "rejected")
+                    failed_in_a_row = 0
                     continue
-                except (httpx.HTTPError, RetryableError) as exc:
-                    self.backoff_s = min(
-                        max(self.backoff_s * 2, self.config.retry_initial_s),
-                        self.config.retry_max_s,
+                except RetryableError as exc:
+                    if exc.status in RETRYABLE or exc.status in (401, 403) or failed_in_a_row:
+                        return self._back_off(message, exc)
+                    failed_in_a_row, set_aside = 1, True
+                    delay = min(
+                        self.config.retry_initial_s * 2**message.attempts, self.config.retry_max_s
                     )
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     log.warning(
-                        "event %s: %s not delivered (%s); retrying in %.1fs (queue %d)",
-                        message.event_id,
-                        message.type,
-                        self.last_error,
-                        self.backoff_s,
-                        self.outbox.depth(),
-                    )
-                    self.outbox.retry_later(message.message_id, 0.0, self.last_error)
+                        "event %s: %s not delivered (%s); set aside for %.1fs, the queue goes on",
+                        message.event_id, message.type, self.last_error, delay,
+                    )  # fmt: skip
+                    self.outbox.retry_later(message.message_id, delay, self.last_error)
                     self._on_result(message.type, "failed")
-                    return False
+                    continue
+                except httpx.HTTPError as exc:  # no answer: the service is unreachable
+                    return self._back_off(message, exc)
                 self.outbox.done(message.message_id)
                 self.backoff_s, self.last_error = 0.0, None
+                failed_in_a_row = 0
                 self._on_result(message.type, "posted")
         return True
+
+    def _back_off(self, message: Message, exc: Exception) -> bool:
+        """The service is down or failing: the whole queue waits (doubling, up to the max)."""
+        self.backoff_s = min(
+            max(self.backoff_s * 2, self.config.retry_initial_s), self.config.retry_max_s
+        )
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "event %s: %s not delivered (%s); retrying in %.1fs (queue %d)",
+            message.event_id, message.type, self.last_error, self.backoff_s, self.outbox.depth(),
+        )  # fmt: skip
+        self.outbox.retry_later(message.message_id, 0.0, self.last_error)
+        self._on_result(message.type, "failed")
+        return False
 
     def send(self, message: Message) -> None:
         if message.type == "open":
@@ -195,7 +223,11 @@ class Poster:
 
 
 class RetryableError(Exception):
-    """The service answered but asked to try again later (5xx, 408, 429)."""
+    """The service answered but asked to try again later (5xx, 408, 429, set-up 4xx)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _no_such_route(response: httpx.Response) -> bool:
@@ -216,5 +248,5 @@ def _check(response: httpx.Response, retry: set[int] | frozenset[int] = frozense
     except httpx.HTTPError:
         detail = ""
     if status >= 500 or status in RETRYABLE or status in retry:
-        raise RetryableError(f"HTTP {status}: {detail}")
+        raise RetryableError(f"HTTP {status}: {detail}", status)
     raise PermanentError(f"HTTP {status}: {detail}")

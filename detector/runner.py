@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -27,7 +28,7 @@ from detector.evidence import boxes_payload, render_evidence
 from detector.inference import OnnxDetector
 from detector.metrics import DetectorMetrics
 from detector.motion import MotionGate
-from detector.outbox import Outbox
+from detector.outbox import MessageType, Outbox, OutboxFull
 from detector.poster import Poster
 from detector.reload import ModelManager
 from detector.rules import RuleEngine, RuleEvent
@@ -76,12 +77,13 @@ class Runner:
     def __init__(self, config: DetectorConfig, metrics: DetectorMetrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or DetectorMetrics()
+        # First: a wrong or unwritable outbox path stops start-up before the model is loaded.
+        self.outbox = Outbox(config.outbox.path, on_event=self.metrics.on_outbox_event)
         self.models = ModelManager(
             config.model,
             on_result=lambda r: self.metrics.model_reloads.labels(r).inc(),
             on_swap=self._on_swap,
         )
-        self.outbox = Outbox(config.outbox.path)
         self.poster = Poster(config.service, self.outbox, on_result=self.metrics.on_post_result)
         self.shadow = ShadowMode.from_config(config, lambda: self.models.current.version)
         self.audit = AuditSampler.from_config(config)  # audit frames for trainers to label
@@ -301,10 +303,8 @@ class Runner:
             "boxes": boxes_payload(tracked),
         }
         snapshot, raw = render_evidence(frame.image, tracked, self.config.privacy, event.box_index)
-        self.outbox.put("open", ep.event_id, payload, snapshot=snapshot, frame=raw)
         self.metrics.violations.labels(ep.camera_id, ep.kind).inc()
-        self.metrics.outbox_depth.set(self.outbox.depth())
-        self.poster.wake()
+        self._queue("open", ep.event_id, payload, snapshot, raw)
 
     def _queue_audit(
         self, pipe: CameraPipeline, frame: Frame, detections: sv.Detections, model: OnnxDetector
@@ -313,15 +313,30 @@ class Runner:
         payload, snapshot, raw = audit_message(
             pipe.config.id, frame.image, frame.timestamp, detections, model, self.config.privacy
         )
-        self.outbox.put("audit", payload["audit_id"], payload, snapshot=snapshot, frame=raw)
-        self.metrics.outbox_depth.set(self.outbox.depth())
-        self.poster.wake()
+        self._queue("audit", payload["audit_id"], payload, snapshot, raw)
 
     def _queue_end(self, event: RuleEvent) -> None:
         ep = event.episode
         payload = {"ended_at": iso(ep.ended_at), "duration_s": ep.duration_s}
-        self.outbox.put("end", ep.event_id, payload)
+        self._queue("end", ep.event_id, payload)
+
+    def _queue(
+        self,
+        type: MessageType,
+        event_id: str,
+        payload: dict[str, Any],
+        snapshot: bytes | None = None,
+        frame: bytes | None = None,
+    ) -> None:
+        """Into the outbox; a full disk is logged and counted there, and the cameras go on."""
+        with contextlib.suppress(OutboxFull):  # logged with the event id, and counted, there
+            self.outbox.put(type, event_id, payload, snapshot=snapshot, frame=frame)
+        self.update_outbox_metrics()
         self.poster.wake()
+
+    def update_outbox_metrics(self) -> None:
+        self.metrics.outbox_depth.set(self.outbox.depth())
+        self.metrics.outbox_dead_letters.set(self.outbox.dead_count())
 
     # -- heartbeats ----------------------------------------------------------------------
     def heartbeat_payload(self) -> dict[str, Any]:
@@ -345,7 +360,7 @@ class Runner:
         }
 
     def send_heartbeat(self) -> None:
-        self.metrics.outbox_depth.set(self.outbox.depth())
+        self.update_outbox_metrics()
         try:
             active = self.poster.heartbeat(self.heartbeat_payload())
         except Exception as exc:

@@ -4,6 +4,7 @@ Run by uvicorn in a subprocess (so a test can kill it mid-stream and start it ag
 lives in an SQLite file, so the event-id dedup survives a restart, as the real service's does.
 Env: FAKE_DB (SQLite path), FAKE_KEY (API key), FAKE_CAMERAS (comma list), FAKE_MODELS (dir of
 <version>.onnx files), FAKE_ACTIVE (path of a JSON file with the announced active model).
+An event in the zone "server-error" is answered 500, as a service bug would.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ async def post_violation(
     raw = len(await frame.read()) if frame else 0
     conn = db()
     conn.execute("INSERT INTO receipts (event_id, path) VALUES (?, 'open')", (event_id,))
+    if body.get("zone") == "server-error":  # an event this service cannot take (a bug there)
+        raise HTTPException(500, "internal error")
     cur = conn.execute(
         "INSERT OR IGNORE INTO events (event_id, body, snapshot, frame) VALUES (?, ?, ?, ?)",
         (event_id, event, snap, raw),

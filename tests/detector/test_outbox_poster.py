@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -158,3 +159,58 @@ def test_heartbeat_returns_the_announced_model(service: ServiceProcess, tmp_path
     service.active_file.write_text('{"version": "v2", "sha256": "ab", "url": "/x"}')
     assert poster.heartbeat(payload) == {"version": "v2", "sha256": "ab", "url": "/x"}
     assert len(service.query("SELECT body FROM heartbeats")) == 2
+
+
+def test_event_answered_5xx_is_set_aside_and_the_next_goes_at_once(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    """A poison event (the service fails on it alone) costs the next one a single try."""
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    poison = {**_event(), "zone": "server-error"}
+    outbox.put("open", poison["event_id"], poison)
+    outbox.put("end", poison["event_id"], {"ended_at": None, "duration_s": 1})  # waits behind it
+    good = [_event() for _ in range(3)]
+    for event in good:
+        outbox.put("open", event["event_id"], event)
+    poster = _poster(service, outbox)
+    poster.drain()
+    assert sorted(service.event_ids()) == sorted(e["event_id"] for e in good)
+    receipts = [r[0] for r in service.query("SELECT event_id FROM receipts ORDER BY n")]
+    assert receipts[:4] == [poison["event_id"]] + [e["event_id"] for e in good]  # one try, then on
+    assert outbox.depth() == 2 and outbox.dead_count() == 0  # kept: the bug may be fixed
+    assert [m.type for m in outbox.due(now=time.time() + 60)] == ["open"]  # its end waits
+
+
+def test_service_down_still_pauses_the_whole_queue(service: ServiceProcess, tmp_path: Path) -> None:
+    """Two failures in a row mean the service, not the event: nothing is set aside for good."""
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    events = [_event() for _ in range(3)]
+    for event in events:
+        outbox.put("open", event["event_id"], event)
+    service.kill()
+    poster = _poster(service, outbox)
+    assert poster.drain() is False
+    assert outbox.depth() == 3 and outbox.dead_count() == 0
+    service.start()
+    wait_until(lambda: poster.drain() and outbox.depth() == 0, timeout=30)
+    assert sorted(service.event_ids()) == sorted(e["event_id"] for e in events)
+
+
+def test_non_finite_values_are_dead_letters_before_sending(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    nan_box = {**_event(), "boxes": [{"class": "head", "confidence": 0.9,
+                                      "xyxy": [1.0, float("nan"), 3.0, 4.0]}]}  # fmt: skip
+    outbox.put("open", nan_box["event_id"], nan_box, snapshot=b"\xff\xd8snap")
+    outbox.put("end", "e-inf", {"ended_at": None, "duration_s": float("inf")})
+    good = _event()
+    outbox.put("open", good["event_id"], good)
+    assert outbox.depth() == 1  # only the good one waits to be sent
+    assert _poster(service, outbox).drain()
+    assert service.event_ids() == [good["event_id"]]
+    reasons = {d.event_id: d.reason for d in outbox.dead_letters()}
+    assert reasons == {
+        nan_box["event_id"]: "not sent: boxes.0.xyxy.1 is not a finite number",
+        "e-inf": "not sent: duration_s is not a finite number",
+    }
