@@ -291,20 +291,29 @@ def alert_detail(
     )
 
 
+def _shifted(moment: dt.datetime, by: dt.timedelta) -> dt.datetime:
+    """`moment + by`, or `moment` itself at the calendar's edge (0001-01-01, 9999-12-31)."""
+    try:
+        return moment + by
+    except OverflowError:
+        return moment
+
+
 def alerts_near(
     session: Session, site_ids: Sequence[str] | None, row: AlertRow, window_s: float
 ) -> list[AlertRow]:
     """The other alerts of `row`'s camera that started within `window_s` of it, oldest first
     (the detail page's "same moment": the other workers of the frame)."""
     around = dt.timedelta(seconds=window_s)
+    earliest, latest = _shifted(row.started_at, -around), _shifted(row.started_at, around)
     stmt = _scope(
         select(Violation, Site.name, Camera.name)
         .join(Site, Site.id == Violation.site_id)
         .join(Camera, Camera.id == Violation.camera_id)
         .where(
             Violation.camera_id == row.camera_id,
-            Violation.started_at >= row.started_at - around,
-            Violation.started_at <= row.started_at + around,
+            Violation.started_at >= earliest,
+            Violation.started_at <= latest,
             Violation.event_id != row.event_id,
         )
         .order_by(Violation.started_at, Violation.id)
