@@ -104,7 +104,7 @@ def test_one_photo_is_one_incident_reviewed_at_once(
     expand.click()
     assert expand.get_attribute("aria-expanded") == "true"
     assert all(members.nth(i).is_visible() for i in range(7))
-    screenshots.take(page.locator("#alerts"), "alerts-incident.png", docs=True)  # type: ignore[attr-defined]
+    screenshots.take(page.locator("#alerts"), "alerts-incident.png")  # type: ignore[attr-defined]
 
     # One worker decided on its own (f), then the incident at once (c): the decision stays.
     lone = workers[3]["event_id"]
@@ -228,7 +228,7 @@ def test_the_detail_view_shows_whose_alert_it_is(
         "() => { const i = document.querySelector('#snapshot img');"
         " return i && i.complete && i.naturalWidth > 0; }"
     )
-    screenshots.take(page.locator("main"), "alert-detail-worker.png", docs=True)  # type: ignore[attr-defined]
+    screenshots.take(page.locator("main"), "alert-detail-worker.png")  # type: ignore[attr-defined]
     page.locator(f'#same-moment li[data-id="{workers[2]["event_id"]}"] a').click()
     page.wait_for_url(f"**/alerts/{workers[2]['event_id']}")
     assert own_x() == workers[2]["boxes"][2]["xyxy"][0]
