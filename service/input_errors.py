@@ -23,7 +23,8 @@ MAX_ECHO = 200  # characters of a string input echoed in an error
 
 
 def error_detail(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """pydantic / FastAPI validation errors as a JSON-safe 422 `detail` (type, loc, msg, input)."""
+    """pydantic / FastAPI validation errors as a JSON-safe 422 `detail` (type, loc, msg, input,
+    ctx)."""
     detail = []
     for error in errors:
         entry: dict[str, Any] = {
@@ -34,6 +35,9 @@ def error_detail(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         echo = _echo(error.get("input"))
         if echo is not None:
             entry["input"] = echo
+        context = _context(error.get("ctx"))
+        if context:
+            entry["ctx"] = context  # e.g. max_length: what the panel tells the user
         detail.append(entry)
     return detail
 
@@ -49,6 +53,17 @@ def _echo(value: Any) -> Any:
     if isinstance(value, str):
         return value if len(value) <= MAX_ECHO else value[:MAX_ECHO] + "…"
     return None
+
+
+def _context(ctx: Any) -> dict[str, Any]:
+    """The error's context (limits such as `max_length`, `ge`) kept where JSON-safe; a raised
+    exception in it (`error`) becomes its message."""
+    if not isinstance(ctx, Mapping):
+        return {}
+    safe = {
+        str(k): _echo(v if not isinstance(v, BaseException) else str(v)) for k, v in ctx.items()
+    }
+    return {k: v for k, v in safe.items() if v is not None}
 
 
 def database_refusal(exc: BaseException) -> HTTPException | None:
