@@ -191,8 +191,17 @@ class CameraConfig(_Strict):
     )
     loop: bool = Field(True, description="video files and image folders restart at the end")
     frozen_after_s: float = Field(30.0, gt=0)
+    stall_after_s: float = Field(
+        6.0, gt=0, le=3600, description="no frame this long -> offline (a stalled stream)"
+    )
+    recover_after_s: float = Field(
+        2.0, ge=0, le=3600, description="frames this long without a stall -> online again"
+    )
+    open_timeout_s: float = Field(10.0, gt=0, le=600, description="streams: give up opening")
     reconnect_initial_s: float = Field(1.0, gt=0)
-    reconnect_max_s: float = Field(30.0, gt=0)
+    # 3 s: a restarted camera is read again within 10 s however long it was away (measured
+    # on a loaded 2-core box: up to 3 s of backoff + about 2 s to open and decode a key frame).
+    reconnect_max_s: float = Field(3.0, gt=0)
     site_requires: list[PPE] = Field(default_factory=lambda: ["helmet"])
     zones: list[ZoneConfig] = Field(default_factory=list)
     schedule: list[TimeWindow] = Field(default_factory=list, description="empty = always")

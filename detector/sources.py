@@ -2,8 +2,11 @@
 
 A slow consumer never stalls a camera and a slow camera never stalls the others: the reader
 overwrites its one-frame slot and counts the frames nobody took (drops). A source that fails to
-open or stops delivering is reopened with exponential backoff; its state is `online`, `offline`
-or `frozen` (the same picture for `frozen_after_s`).
+open or stops delivering is reopened with exponential backoff; its state (detector/health.py) is
+`online`, `offline` (also: no frame for `stall_after_s`) or `frozen` (the same picture for
+`frozen_after_s`). Streams are opened through OpenCV's FFmpeg backend with explicit open and read
+timeouts, RTSP over TCP (set OPENCV_FFMPEG_CAPTURE_OPTIONS=rtsp_transport;udp for UDP), so a stalled
+camera cannot hold its reader in a read for FFmpeg's default 30 s.
 
 Example:
     >>> cam = CameraReader(CameraConfig(id="gate-1", source="rtsp://10.0.0.5/stream"))
@@ -14,26 +17,50 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from detector.config import CameraConfig
+from detector.health import CameraHealth, State
 
 log = logging.getLogger(__name__)
 
-State = Literal["online", "offline", "frozen"]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 # A scene cut on a stream: the mean absolute difference of two consecutive 32x18 grey thumbnails
 # (0-255). Workers walking, a crane swinging or exposure drifting stay far below it; another
 # picture altogether (a camera switched or moved, a video file starting over) is far above.
 SCENE_CUT_DIFF = 40.0
+# RTSP over TCP: no lost RTP packets (smeared frames) and it passes NAT and firewalls. OpenCV reads
+# this variable when a capture opens; one value for the process, so the user's setting wins.
+FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+DEFAULT_FFMPEG_OPTIONS = "rtsp_transport;tcp"
+_CREDENTIALS = re.compile(r"(?<=://)([^/@:]+):[^/@]*@")
+
+
+def redact(source: str) -> str:
+    """The source with any password in its URL replaced by ***, for logs and errors."""
+    return _CREDENTIALS.sub(r"\1:***@", source)
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """Timeouts for URL sources: a dead camera fails to open, a stalled one fails its read."""
+
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0
+
+    @classmethod
+    def for_camera(cls, config: CameraConfig) -> StreamOptions:
+        return cls(open_timeout_s=config.open_timeout_s, read_timeout_s=config.stall_after_s)
 
 
 class SourceError(RuntimeError):
@@ -59,15 +86,29 @@ class _Capture(Protocol):
 class _VideoCapture:
     """OpenCV VideoCapture for files, URLs and webcams; files are paced at their own fps."""
 
-    def __init__(self, source: str, paced_fps: float | None) -> None:
-        target: str | int = int(source) if source.isdigit() else source
-        self._cap = cv2.VideoCapture(target)
+    def __init__(
+        self, source: str, paced_fps: float | None, stream: StreamOptions | None = None
+    ) -> None:
+        if source.isdigit():
+            self._cap = cv2.VideoCapture(int(source))
+        elif source_kind(source) == "url":
+            stream = stream or StreamOptions()
+            os.environ.setdefault(FFMPEG_OPTIONS_ENV, DEFAULT_FFMPEG_OPTIONS)
+            params = [
+                *(cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, round(stream.open_timeout_s * 1000)),
+                *(cv2.CAP_PROP_READ_TIMEOUT_MSEC, round(stream.read_timeout_s * 1000)),
+            ]
+            self._cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
+        else:
+            self._cap = cv2.VideoCapture(source)
         if not self._cap.isOpened():
-            raise SourceError(f"cannot open {source!r}")
+            raise SourceError(f"cannot open {redact(source)!r}")
         ok, first = self._cap.read()
         if not ok or first is None:
             self._cap.release()
-            raise SourceError(f"{source!r} opened but delivers no frames (corrupt or empty?)")
+            raise SourceError(
+                f"{redact(source)!r} opened but delivers no frames (corrupt or empty?)"
+            )
         self._pending: np.ndarray | None = first
         self._interval = 1.0 / paced_fps if paced_fps else 0.0
         self._next_at = time.monotonic()
@@ -132,7 +173,10 @@ def source_kind(source: str) -> str:
 
 
 def open_capture(
-    source: str, playback_fps: float | None = None, image_hold_s: float | None = None
+    source: str,
+    playback_fps: float | None = None,
+    image_hold_s: float | None = None,
+    stream: StreamOptions | None = None,
 ) -> _Capture:
     """Open any supported source; raises SourceError with a clear reason."""
     kind = source_kind(source)
@@ -146,7 +190,7 @@ def open_capture(
             raise SourceError(f"{source} is a single image; put it in a folder to play it")
         native = cv2.VideoCapture(source).get(cv2.CAP_PROP_FPS) or 25.0
         return _VideoCapture(source, playback_fps or native)
-    return _VideoCapture(source, None)
+    return _VideoCapture(source, None, stream)
 
 
 def iter_frames(source: str) -> Iterator[tuple[np.ndarray, str]]:
@@ -210,8 +254,10 @@ class CameraReader:
         self.last_frame_at: float | None = None
         self.last_error: str | None = None
         self.finished = False
-        self._online = False
-        self._same_since: float | None = None
+        self.health = CameraHealth(
+            config.id, config.stall_after_s, config.frozen_after_s, config.recover_after_s
+        )
+        self._stream = StreamOptions.for_camera(config)
         self._last_thumb: np.ndarray | None = None
         self._last_name: str | None = None
         self.scene = 0
@@ -229,16 +275,7 @@ class CameraReader:
 
     @property
     def state(self) -> State:
-        if not self._online:
-            return "offline"
-        now = time.time()
-        if self.last_frame_at is not None and now - self.last_frame_at > max(
-            self.config.frozen_after_s, 5.0
-        ):
-            return "offline"  # connected but nothing arrives: as good as offline
-        if self._same_since is not None and now - self._same_since >= self.config.frozen_after_s:
-            return "frozen"
-        return "online"
+        return self.health.state()
 
     @property
     def fps(self) -> float:
@@ -265,7 +302,9 @@ class CameraReader:
         source = self.config.source
         while not self._stop.is_set():
             try:
-                capture = self._opener(source, self.config.playback_fps, self.config.image_hold_s)
+                capture = self._opener(
+                    source, self.config.playback_fps, self.config.image_hold_s, self._stream
+                )
             except SourceError as exc:
                 self._set_offline(str(exc))
                 log.warning("camera %s: %s; retrying in %.1fs", self.camera_id, exc, backoff)
@@ -273,13 +312,14 @@ class CameraReader:
                 backoff = min(backoff * 2, self.config.reconnect_max_s)
                 continue
             except Exception as exc:  # a source must never kill its thread
-                self._set_offline(f"cannot open {source!r}: {exc}")
+                self._set_offline(f"cannot open {redact(source)!r}: {exc}")
                 log.exception("camera %s: unexpected error opening source", self.camera_id)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.config.reconnect_max_s)
                 continue
-            log.info("camera %s: online (%s)", self.camera_id, source_kind(source))
-            self._online, self.last_error = True, None
+            log.info("camera %s: connected (%s)", self.camera_id, source_kind(source))
+            self.last_error = None
+            self.health.connected()
             got_any = self._pump(capture)
             capture.close()
             if got_any:
@@ -315,10 +355,7 @@ class CameraReader:
         now = time.time()
         thumb = _thumb(image)
         diff = None if self._last_thumb is None else float(np.abs(thumb - self._last_thumb).mean())
-        if diff is not None and diff < 0.5:
-            self._same_since = self._same_since or now
-        else:
-            self._same_since = None
+        self.health.frame(now, same_picture=diff is not None and diff < 0.5)
         # Tracks must not carry over to another picture: in an image folder every new file is
         # a cut (unrelated photos), on a stream a large jump of the whole picture is.
         if self._last_name is not None and (
@@ -341,5 +378,5 @@ class CameraReader:
             self._on_frame(self.camera_id)
 
     def _set_offline(self, error: str) -> None:
-        self._online = False
         self.last_error = error
+        self.health.disconnected(error)
