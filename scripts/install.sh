@@ -9,7 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${SITEGUARD_VENV:-.venv}
-SYSTEM_PACKAGES=(postgresql chromium prometheus fonts-noto-cjk)
+# gst-rtsp-server + GStreamer (x264/x265): the real RTSP camera of tests/detector/test_rtsp.py,
+# run by Debian's /usr/bin/python3 (python3-gi).
+SYSTEM_PACKAGES=(postgresql chromium prometheus fonts-noto-cjk
+    gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+    gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 
 install_system() {
     local missing=()
