@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -383,6 +384,7 @@ def _print_manifest(manifest: dict, as_json: bool = False) -> None:
 
 def _dataset_import(args: argparse.Namespace) -> int:
     from training.datasets import import_dataset
+    from training.manifest import record_recipe
 
     with _user_errors():
         manifest = import_dataset(
@@ -398,13 +400,20 @@ def _dataset_import(args: argparse.Namespace) -> int:
             split_by_group=args.split_by_group,
             seed=args.seed,
         )
+        manifest = record_recipe(args.out, _command(args), [])
     _print_manifest(manifest)
     print(f"data: {args.out / 'data.yaml'}")
     return 0
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The command line that ran, as a user would retype it."""
+    return "siteguard " + shlex.join(getattr(args, "argv", []))
+
+
 def _dataset_merge(args: argparse.Namespace) -> int:
     from training.datasets import merge_datasets
+    from training.manifest import record_recipe
 
     with _user_errors():
         manifest = merge_datasets(
@@ -415,6 +424,7 @@ def _dataset_merge(args: argparse.Namespace) -> int:
             repeat=args.repeat,
             base_train_share=args.base_train_share,
         )
+        manifest = record_recipe(args.out, _command(args), [args.base, *args.add])
     _print_manifest(manifest)
     print(f"data: {args.out / 'data.yaml'}")
     return 0

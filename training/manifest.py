@@ -121,3 +121,18 @@ def dataset_version(data_yaml: Path) -> str:
     if manifest is not None:
         return manifest["version"]
     return build_manifest(data_yaml)["version"]
+
+
+def record_recipe(root: Path, command: str, inputs: list[Path]) -> dict[str, Any]:
+    """Add `recipe` to a dataset's manifest: the commands that built it, its inputs' first (from
+    their own manifests), so a model card can say how to rebuild the data it was trained on."""
+    recipe: list[str] = []
+    for source in inputs:
+        folder = source if source.is_dir() else source.parent
+        for line in (read_manifest(folder) or {}).get("recipe", []):
+            if line not in recipe:
+                recipe.append(line)
+    manifest = read_manifest(root) or {}
+    manifest["recipe"] = [*recipe, command]
+    write_manifest(manifest, root)
+    return manifest

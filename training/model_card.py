@@ -128,6 +128,18 @@ def _run_facts(run: Path | None) -> dict[str, Any]:
     return facts
 
 
+def data_recipe(facts: dict[str, Any]) -> list[str]:
+    """The `siteguard dataset` commands that built the run's training data (its manifest's
+    `recipe`); none for a dataset used as published."""
+    ours = facts.get("siteguard") or {}
+    data = ours.get("data") or (facts.get("args") or {}).get("data")
+    if not data or not Path(data).is_file():
+        return []
+    from training.manifest import read_manifest
+
+    return list((read_manifest(Path(data).parent) or {}).get("recipe", []))
+
+
 def train_command(facts: dict[str, Any]) -> str | None:
     """The `siteguard train` line that made the run (from our record, else Ultralytics' args)."""
     ours, args = facts.get("siteguard"), facts.get("args")
@@ -400,6 +412,7 @@ def render(options: CardOptions) -> str:
         "- Figures are at one operating point; other thresholds trade precision for recall.",
     ]
     lines += ["", "## Reproduce", "", "```sh"]
+    lines += data_recipe(facts)
     command = train_command(facts)
     if command:
         lines.append(command)

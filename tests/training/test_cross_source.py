@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +139,24 @@ def test_merge_repeats_the_new_site_and_replays_a_share_of_the_base(
     assert merged["splits"]["val"]["images"] == 8 + len(list((site / "val" / "images").iterdir()))
     with pytest.raises(DatasetError, match="--repeat"):
         merge_datasets(mini_data, [site], tmp_path / "bad", repeat=0)
+
+
+def test_a_merged_dataset_records_the_commands_that_rebuild_it(
+    mini_data: Path, css_dir: Path, tmp_path: Path
+) -> None:
+    """The manifest's recipe lists the import, then the merge: what a model card prints under
+    Reproduce for a model trained on it."""
+    from training.manifest import read_manifest
+    from training.model_card import data_recipe
+
+    site, mix = tmp_path / "site", tmp_path / "mix"
+    imported = ["dataset", "import", str(css_dir), "--out", str(site), "--class-map", CSS_MAP]
+    assert main(imported) == 0
+    merged = ["dataset", "merge", "--base", str(mini_data), "--add", str(site), "--out", str(mix),
+              "--repeat", "2"]  # fmt: skip
+    assert main(merged) == 0
+    recipe = read_manifest(mix)["recipe"]  # type: ignore[index]
+    assert recipe == ["siteguard " + shlex.join(imported), "siteguard " + shlex.join(merged)]
+    facts = {"siteguard": {"data": str(mix / "data.yaml")}}
+    assert data_recipe(facts) == recipe
+    assert data_recipe({"siteguard": {"data": str(mini_data)}}) == []  # used as published
