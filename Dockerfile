@@ -1,14 +1,15 @@
-# syntax=docker/dockerfile:1
-#
 # SiteGuard images. Two targets:
 #
 #   docker build --target edge   -t siteguard-edge .    # detector only: onnxruntime + OpenCV, no torch
 #   docker build --target server -t siteguard-server .  # service + alerts + web panel (+ PostgreSQL driver)
 #
 # The Python environment is built by scripts/install.sh, the same script CI runs on a clean machine
-# (`.ci/run` -> `make test` -> `scripts/install.sh`), so the image's install steps are tested even
-# though CI has no Docker engine. tests/ops/test_dockerfile.py keeps the two from drifting: every RUN
-# that installs Python packages must go through scripts/install.sh.
+# (`.ci/run` -> `make test` -> `scripts/install.sh`).
+# tests/ops/test_dockerfile.py keeps the two from drifting: every RUN that installs Python packages must
+# go through scripts/install.sh. tests/ops/test_containers.py builds and runs both targets.
+#
+# No registry? Build FROM a local Debian base (scripts/base-image.sh):
+#   docker build --network host --build-arg PYTHON_IMAGE=$(scripts/base-image.sh) --target edge .
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -19,21 +20,19 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build-edge
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 SITEGUARD_VENV=/opt/siteguard/.venv
 WORKDIR /opt/siteguard
-# Only the packages an edge box runs: the CLI dispatcher and the detector. service/, alerts/ and
-# training/ are absent, so `siteguard --help` lists only the detector's commands there.
 COPY pyproject.toml README.md ./
 COPY scripts/install.sh scripts/install.sh
+# Dependencies first: this layer changes only with pyproject.toml, not with every source change.
+RUN scripts/install.sh deps
+# Only the packages an edge box runs: the CLI dispatcher and the detector. service/, alerts/ and
+# training/ are absent, so `siteguard --help` lists only the detector's commands there.
 COPY siteguard/ siteguard/
 COPY detector/ detector/
 RUN scripts/install.sh python
 
-FROM ${PYTHON_IMAGE} AS build-server
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 SITEGUARD_VENV=/opt/siteguard/.venv
-WORKDIR /opt/siteguard
-COPY pyproject.toml README.md ./
-COPY scripts/install.sh scripts/install.sh
-COPY siteguard/ siteguard/
-COPY detector/ detector/
+# The server's venv is the edge's plus the server extras: the shared dependencies install once.
+FROM build-edge AS build-server
+RUN scripts/install.sh deps postgres
 COPY service/ service/
 COPY alerts/ alerts/
 COPY training/ training/
@@ -72,11 +71,12 @@ COPY --from=build-edge /opt/siteguard /opt/siteguard
 COPY configs/ configs/
 COPY models/ models/
 # Metrics must be reachable from Prometheus outside the container (the config default is loopback).
+# The health check probes SITEGUARD_DETECTOR__METRICS__PORT when set (`--network host` on a busy box).
 ENV SITEGUARD_DETECTOR__METRICS__HOST=0.0.0.0
 USER siteguard:siteguard
 EXPOSE 9108
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/metrics', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request as r; r.urlopen('http://127.0.0.1:%s/metrics' % os.environ.get('SITEGUARD_DETECTOR__METRICS__PORT', '9108'), timeout=4)"]
 CMD ["detect", "--config", "/etc/siteguard/detector.yaml"]
 
 # ---------------------------------------------------------------------------------------------------
@@ -84,9 +84,10 @@ CMD ["detect", "--config", "/etc/siteguard/detector.yaml"]
 # ---------------------------------------------------------------------------------------------------
 FROM runtime AS server
 COPY --from=build-server /opt/siteguard /opt/siteguard
+# Another port (`--network host`): -e SITEGUARD_PORT=8010; the health check follows it.
 ENV SITEGUARD_HOST=0.0.0.0 SITEGUARD_PORT=8000
 USER siteguard:siteguard
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request as r; r.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('SITEGUARD_PORT', '8000'), timeout=4)"]
 CMD ["serve"]

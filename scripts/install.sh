@@ -3,6 +3,8 @@
 #
 #   scripts/install.sh system            # Debian packages the tests and demo use (needs root)
 #   scripts/install.sh python [EXTRAS]   # .venv with the package installed editable, e.g. "dev,train"
+#   scripts/install.sh deps [EXTRAS]     # only the dependencies pyproject.toml declares (the
+#                                        # Dockerfile's cached layer: needs no source, only pyproject)
 #
 # Both steps are idempotent: a second run only checks.
 set -euo pipefail
@@ -14,6 +16,9 @@ VENV=${SITEGUARD_VENV:-.venv}
 SYSTEM_PACKAGES=(postgresql chromium prometheus fonts-noto-cjk
     gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+# docker.io, docker-compose, debootstrap: tests/ops/test_containers.py builds and runs the images
+# (issue 16); its fixture starts dockerd when it is installed but not running.
+SYSTEM_PACKAGES+=(docker.io docker-compose debootstrap)
 
 install_system() {
     local missing=()
@@ -46,11 +51,56 @@ install_python() {
     fi
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q -e "$spec"
+    headless_opencv
     echo "$want" > "$stamp"
+}
+
+headless_opencv() {
+    # trackers requires opencv-python, the GUI build (X11 + OpenGL libraries), whose cv2/ files
+    # overwrite opencv-python-headless's; on a box without X (the edge image) `import cv2` then
+    # fails on libxcb. Put the headless files back unless cv2's library already is the headless
+    # one (its RECORD hash); a no-op where only one of the two is installed.
+    "$VENV/bin/python" - <<'PY' && return 0
+import base64, hashlib, importlib.metadata as m, sys
+try:
+    m.version("opencv-python")
+    files = m.distribution("opencv-python-headless").files or []
+except m.PackageNotFoundError:
+    sys.exit(0)
+for f in files:
+    if f.name.startswith("cv2") and f.name.endswith(".so") and f.hash:
+        digest = hashlib.sha256(f.locate().read_bytes()).digest()
+        sys.exit(base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != f.hash.value)
+sys.exit(1)
+PY
+    local version
+    version=$("$VENV/bin/python" -c 'import importlib.metadata as m
+print(m.version("opencv-python-headless"))')
+    "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "opencv-python-headless==$version"
+}
+
+install_deps() {
+    # pyproject.toml's dependencies (+ the extras'), without the package: a docker layer that only
+    # a pyproject change invalidates. `python` then installs the package itself over them.
+    local extras=${1:-}
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    mapfile -t reqs < <(EXTRAS="$extras" "$VENV/bin/python" - <<'PY'
+import os, tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+reqs = list(project["dependencies"])
+for extra in filter(None, os.environ["EXTRAS"].split(",")):
+    reqs += project["optional-dependencies"][extra]
+print("\n".join(reqs))
+PY
+    )
+    "$VENV/bin/python" -m pip install -q "${reqs[@]}"
+    headless_opencv
 }
 
 case "${1:-}" in
     system) install_system ;;
     python) install_python "${2:-}" ;;
-    *) echo "usage: $0 system | python [EXTRAS]" >&2; exit 2 ;;
+    deps) install_deps "${2:-}" ;;
+    *) echo "usage: $0 system | python [EXTRAS] | deps [EXTRAS]" >&2; exit 2 ;;
 esac

@@ -1,9 +1,9 @@
 """The Dockerfile cannot drift from scripts/install.sh, the install path CI really runs.
 
-No Docker engine runs in CI, so these tests check what can be checked without one: every Python
-install step goes through scripts/install.sh; the targets, user and health checks exist; every
-file the build copies exists; and the edge image's package set really runs `siteguard detect`
-without service/, alerts/, training/ or torch.
+These tests need no Docker engine (tests/ops/test_containers.py builds and runs the images where
+one runs): every Python install step goes through scripts/install.sh; the targets, user and health
+checks exist; every file the build copies exists; and the edge image's package set really runs
+`siteguard detect` without service/, alerts/, training/ or torch.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def test_edge_and_server_targets_exist(stages: dict[str, Stage]) -> None:
 
 
 def test_python_installs_only_through_install_script(stages: dict[str, Stage]) -> None:
-    """No RUN calls pip directly; the builds run `scripts/install.sh python [EXTRAS]`."""
+    """No RUN calls pip directly; the builds run `scripts/install.sh deps|python [EXTRAS]`."""
     install_runs = []
     for stage in stages.values():
         for run in stage.args("RUN"):
@@ -53,11 +53,14 @@ def test_python_installs_only_through_install_script(stages: dict[str, Stage]) -
                 install_runs.append((stage.name, run))
     assert install_runs, "no RUN calls scripts/install.sh"
     for stage_name, run in install_runs:
-        assert re.fullmatch(r"scripts/install\.sh python(?: [a-z,]+)?", run), (stage_name, run)
+        assert re.fullmatch(r"scripts/install\.sh (?:deps|python)(?: [a-z,]+)?", run), (
+            stage_name,
+            run,
+        )
 
 
 def test_install_script_accepts_the_dockerfile_steps(stages: dict[str, Stage]) -> None:
-    """The script exists, is executable and has the `python` step the Dockerfile calls."""
+    """The script exists, is executable and has the `deps` and `python` steps of the Dockerfile."""
     script = REPO / "scripts" / "install.sh"
     assert script.is_file() and script.stat().st_mode & 0o111, "scripts/install.sh not executable"
     out = subprocess.run(
@@ -65,6 +68,7 @@ def test_install_script_accepts_the_dockerfile_steps(stages: dict[str, Stage]) -
     )
     assert out.returncode == 0, out.stderr
     assert re.search(r"^\s*python\)\s*install_python", script.read_text(), re.MULTILINE)
+    assert re.search(r"^\s*deps\)\s*install_deps", script.read_text(), re.MULTILINE)
     assert "SITEGUARD_VENV" in script.read_text(), "the Dockerfile sets the venv via SITEGUARD_VENV"
 
 
@@ -75,7 +79,9 @@ def test_edge_image_never_installs_torch(stages: dict[str, Stage]) -> None:
         for run in edge_build.args("RUN")
         if "install.sh" in run
     ]
-    assert extras == [""], f"the edge image installs extras {extras}; it must be the base install"
+    assert extras and set(extras) == {""}, (
+        f"the edge image installs extras {extras}; it must be the base install"
+    )
     server_runs = " ".join(stages["build-server"].args("RUN"))
     assert "train" not in server_runs, "the server image must not install the [train] extra"
 
@@ -91,7 +97,9 @@ def test_runtime_targets_run_as_non_root_with_healthcheck(
     checks = stages[target].args("HEALTHCHECK")
     assert checks and "CMD" in checks[-1], f"{target} has no HEALTHCHECK"
     exposed = {p for stage in chain for p in " ".join(stage.args("EXPOSE")).split()}
+    # A literal port, or the default of the environment variable that moves it.
     ports = set(re.findall(r"127\.0\.0\.1:(\d+)", checks[-1]))
+    ports |= set(re.findall(r"os\.environ\.get\('SITEGUARD_\w+', '(\d+)'\)", checks[-1]))
     assert ports and ports <= exposed, f"{target} health check port {ports} not in EXPOSE {exposed}"
 
 
