@@ -35,7 +35,7 @@ import pytest
 from service_testkit import PASSWORD, Live, event, jpeg, post_violation
 from sqlalchemy import select
 
-from service.models import Camera, ModelVersion, Site, TrainingSample, User
+from service.models import AlertDelivery, Camera, ModelVersion, Site, TrainingSample, User
 from service.security import ROLES, hash_password, new_api_key, role_rank
 
 # --- the table --------------------------------------------------------------------------------
@@ -131,6 +131,10 @@ RULES: dict[str, Rule] = {
     "DELETE /api/v1/api-keys/{key_id}": U("user", "admin", doomed=True),
     "GET /api/v1/audit": U("user", "admin"),
     "POST /api/v1/retention/run": U("user", "admin"),
+    # The durable alerts outbox (issue 17): counts and dead letters are for admins.
+    "GET /api/v1/alert-outbox": U("user", "admin"),
+    "GET /api/v1/alert-outbox/dead": U("user", "admin"),
+    "POST /api/v1/alert-outbox/dead/{delivery_id}/retry": U("user", "admin", doomed=True),
     # dashboard
     "GET /login": PUBLIC,
     "POST /login": Rule("public", body="login-form"),
@@ -293,8 +297,11 @@ def _seed_extra(live: Live) -> tuple[dict[str, Any], dict[str, Any]]:
             )
         db.add(Camera(id="matrix-doomed", site_id="site-a", name="doomed", zones=[]))
         key, _secret = new_api_key(db, "matrix-doomed-key", site_id="site-a")
+        dead = AlertDelivery(channel="matrix", kind="violation", subject="s", status="dead")
+        db.add(dead)
         db.flush()
         doomed["key_id"] = key.id
+        doomed["delivery_id"] = dead.id  # an allowed retry makes it pending: no longer dead
         ids["user_id"] = db.scalar(select(User.id).where(User.username == "view-a"))
     with live.detector("site-a") as det:
         v = post_violation(det, event("gate-1"), jpeg(seed=11), frame=jpeg(seed=12))
