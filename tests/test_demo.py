@@ -226,8 +226,18 @@ def _newcomer_in_chromium(
         # Pin the row by its id: newer alerts keep arriving on top, so `.first` moves on.
         event = first.get_attribute("data-id")
         row = page.locator(f'#alert-rows tr[data-id="{event}"]')
-        _show(page, row)  # the photos have several bare heads: one incident, one row per worker
-        row.locator(".c-zone").click()  # select it, then review with the keyboard
+        # The photos have several bare heads: one incident, one row per worker. A worker of the
+        # same moment may arrive while we click and turn the row into a collapsed incident's
+        # member, so expand and click again until the click lands on the row itself.
+        for _attempt in range(6):
+            _show(page, row)
+            try:
+                row.locator(".c-zone").click(timeout=5_000)  # select it, review with the keyboard
+                break
+            except sync_api.TimeoutError:
+                continue
+        else:
+            raise AssertionError(f"alert {event} never became clickable")
         page.keyboard.press("c")
         row.locator(".badge.status-confirmed").wait_for()
         page.wait_for_function(
