@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import threading
 import time
 import uuid
@@ -20,8 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from ops.opslib import ServiceProcess, wait_until
-
-PG_URL = os.environ.get("SITEGUARD_TEST_POSTGRES_URL")
+from service_testkit import make_db_url
 
 
 class Hook:
@@ -232,21 +230,9 @@ def test_dead_letter_is_listed_for_admins_and_can_be_retried(tmp_path: Path, hoo
 
 
 @pytest.fixture()
-def pg_database() -> Iterator[str]:
+def pg_database(tmp_path: Path) -> Iterator[str]:
     """A fresh PostgreSQL database, dropped afterwards."""
-    if not PG_URL:
-        pytest.skip("SITEGUARD_TEST_POSTGRES_URL not set (scripts/postgres-test-db.sh)")
-    import psycopg
-
-    admin_url = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-    name = f"sg_outbox_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from make_db_url("postgres", tmp_path)
 
 
 @pytest.mark.postgres

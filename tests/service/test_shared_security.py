@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,24 +14,24 @@ from pathlib import Path
 import httpx
 import pytest
 from ops.opslib import ServiceProcess
+from service_testkit import make_db_url
 
-PG_URL = os.environ.get("SITEGUARD_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.postgres
 PASSWORD = "a-long-pass-phrase-9"
 
 
 @pytest.fixture()
-def replicas(tmp_path: Path) -> Iterator[tuple[ServiceProcess, ServiceProcess, str, str]]:
-    """(replica A, replica B, detector key, admin token) on a fresh PostgreSQL database."""
-    if not PG_URL:
-        pytest.skip("SITEGUARD_TEST_POSTGRES_URL not set (scripts/postgres-test-db.sh)")
-    import psycopg
+def pg_database(tmp_path: Path) -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards."""
+    yield from make_db_url("postgres", tmp_path)
 
-    admin_url = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-    name = f"sg_sec_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    env = {"SITEGUARD_DATABASE_URL": f"{admin_url.rpartition('/')[0]}/{name}"}
+
+@pytest.fixture()
+def replicas(
+    tmp_path: Path, pg_database: str
+) -> Iterator[tuple[ServiceProcess, ServiceProcess, str, str]]:
+    """(replica A, replica B, detector key, admin token) on a fresh PostgreSQL database."""
+    env = {"SITEGUARD_DATABASE_URL": pg_database}
     a = ServiceProcess(tmp_path / "a", data_dir=tmp_path / "shared", env=env)
     b = ServiceProcess(tmp_path / "b", data_dir=tmp_path / "shared", env=env)
     try:
@@ -45,8 +44,6 @@ def replicas(tmp_path: Path) -> Iterator[tuple[ServiceProcess, ServiceProcess, s
     finally:
         a.kill()
         b.kill()
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def login(replica: ServiceProcess, password: str) -> int:
