@@ -39,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_model_card(subparsers)
     _register_dataset(subparsers)
     _register_registry(subparsers)
+    _register_blend(subparsers)
     from training.retrain_cli import register_retrain
 
     register_retrain(subparsers)
@@ -285,6 +286,28 @@ def _export(args: argparse.Namespace) -> int:
         print(_summary(result.int8_evaluation))
         delta = ", ".join(f"{k} {v:+.2f}" for k, v in result.delta.items())
         print(f"int8 - fp32 (points): {delta}")
+    return 0
+
+
+def _register_blend(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "blend", help="weights between a base and its fine-tune: base + alpha x (tuned - base)"
+    )
+    p.add_argument("--base", type=Path, required=True, help="the model fine-tuned from (.pt)")
+    p.add_argument("--tuned", type=Path, required=True, help="the fine-tuned model (.pt)")
+    p.add_argument(
+        "--alpha", type=float, required=True, help="0 = base, 1 = tuned; choose it on val"
+    )
+    p.add_argument("--out", type=Path, required=True, help="the blended checkpoint to write")
+    p.set_defaults(handler=_blend)
+
+
+def _blend(args: argparse.Namespace) -> int:
+    from training.blend import blend_checkpoints
+
+    with _user_errors():
+        out = blend_checkpoints(args.base, args.tuned, args.alpha, args.out)
+    print(f"blend: {out} = {args.base} + {args.alpha} x ({args.tuned} - {args.base})")
     return 0
 
 
