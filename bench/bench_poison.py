@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+from bench_ingest import drop_pg_database, fresh_pg_database
 
 REPO = Path(__file__).resolve().parents[1]
 CODE = "import sys; from siteguard.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -132,17 +133,11 @@ def _database(server_url: str | None) -> Iterator[str | None]:
     if not server_url:
         yield None
         return
-    import psycopg
-
-    admin = server_url.replace("postgresql+psycopg://", "postgresql://")
-    name = f"sg_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    url = fresh_pg_database(server_url)
     try:
-        yield f"{server_url.rpartition('/')[0]}/{name}"
+        yield url
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_pg_database(server_url, url)
 
 
 def main() -> int:

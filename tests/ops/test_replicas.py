@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -14,29 +13,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pg_scratch import scratch_database
 
 from ops.opslib import ServiceProcess, wait_until
 
-PG_URL = os.environ.get("SITEGUARD_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture()
 def database_url() -> Iterator[str]:
     """A fresh PostgreSQL database, dropped afterwards."""
-    if not PG_URL:
-        pytest.skip("SITEGUARD_TEST_POSTGRES_URL not set (scripts/postgres-test-db.sh)")
-    import psycopg
-
-    admin_url = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-    name = f"sg_ops_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("sg_ops") as url:
+        yield url
 
 
 class SseListener:

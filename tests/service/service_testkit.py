@@ -12,7 +12,6 @@ import contextlib
 import datetime as dt
 import io
 import json
-import os
 import socket
 import threading
 import time
@@ -24,8 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
+from pg_scratch import scratch_database
 
-PG_URL = os.environ.get("SITEGUARD_TEST_POSTGRES_URL")
 BUNDLED = Path(__file__).resolve().parents[2] / "models" / "siteguard-ppe.onnx"
 PASSWORD = "correct horse battery"
 USERS = {
@@ -53,20 +52,8 @@ def make_db_url(backend: str, tmp: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp / 'siteguard.db'}"
         return
-    if not PG_URL:
-        pytest.skip("SITEGUARD_TEST_POSTGRES_URL not set")
-    import psycopg
-
-    name = f"sg_test_{uuid.uuid4().hex[:12]}"
-    admin_url = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = admin_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("sg_test") as url:
+        yield url
 
 
 class ServerThread:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from pg_scratch import scratch_database
 from sqlalchemy.orm import Session
 
 from service.db import Database
@@ -19,28 +18,14 @@ from service.web import queries
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-PG_URL = os.environ.get("SITEGUARD_TEST_POSTGRES_URL")
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database: a SQLite file, or a throw-away PostgreSQL database when configured."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'web.db'}"
         return
-    if not PG_URL:
-        pytest.skip("SITEGUARD_TEST_POSTGRES_URL not set")
-    import psycopg
-
-    admin_url = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-    name = f"sg_web_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("sg_web") as url:
+        yield url
 
 
 @pytest.fixture()
