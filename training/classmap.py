@@ -11,15 +11,48 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 
 # Canonical order: a class keeps its id across every dataset version we write.
 OUR_CLASSES: tuple[str, ...] = ("head", "helmet", "person", "harness", "no_harness", "vest")
 DROP = "-"  # `--class-map dog=-` drops a source class
+# A class a trainer adds in the box editor (e.g. `gloves`): it becomes an ONNX class name the
+# rules config refers to, so lowercase words joined by `_`, like ours.
+CLASS_NAME = re.compile(r"[a-z]+(?:_[a-z]+)*")
+MAX_CLASS_NAME = 64
 
 
 class ClassMapError(ValueError):
     """A class map names a class we do not know, or a source class is left unmapped."""
+
+
+def class_name_error(name: str) -> str | None:
+    """Why `name` cannot be a class name, or None when it can (`vest`, `no_harness`)."""
+    if len(name) > MAX_CLASS_NAME:
+        return f"class name {name[:20]!r}... is longer than {MAX_CLASS_NAME} characters"
+    if not CLASS_NAME.fullmatch(name):
+        return (
+            f"class name {name!r}: use lowercase letters, words joined by '_' "
+            f"(e.g. vest, no_harness; ours are {', '.join(OUR_CLASSES)})"
+        )
+    return None
+
+
+def grown_names(base: Sequence[str], labelled: Iterable[str]) -> tuple[str, ...]:
+    """A model's classes grown by the `labelled` classes it lacks: the base classes keep their
+    ids, new ones follow in our canonical order, then others alphabetically.
+
+    >>> grown_names(["head", "helmet", "person"], ["vest", "helmet", "gloves"])
+    ('head', 'helmet', 'person', 'vest', 'gloves')
+    """
+    rank = {name: i for i, name in enumerate(OUR_CLASSES)}
+    new = {name for name in labelled if name not in base}
+    for name in new:
+        if error := class_name_error(name):
+            raise ClassMapError(error)
+    ordered = sorted(new, key=lambda n: (rank.get(n, len(rank)), n))
+    return (*base, *ordered)
 
 
 def parse_class_map(text: str | None) -> dict[str, str]:

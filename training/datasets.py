@@ -18,7 +18,7 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,12 +52,16 @@ class Sample:
 
 
 class DatasetWriter:
-    """Writes samples into a new dataset folder: symlinked images, our labels, data.yaml."""
+    """Writes samples into a new dataset folder: symlinked images, our labels, data.yaml.
 
-    def __init__(self, out: Path) -> None:
+    `names`: the class list the rows' ids index (e.g. a model's classes grown by new ones);
+    default: ours, up to the highest id written."""
+
+    def __init__(self, out: Path, names: Sequence[str] | None = None) -> None:
         self.out = out.absolute()
         if self.out.exists() and any(self.out.iterdir()):
             raise DatasetError(f"output folder is not empty: {self.out}")
+        self.names = tuple(names) if names is not None else None
         self.max_class = _MIN_CLASSES - 1
         self.splits: set[str] = set()
         self._names: set[tuple[str, str]] = set()
@@ -87,9 +91,12 @@ class DatasetWriter:
         """Write data.yaml and manifest.json; return the manifest."""
         if not self.splits:
             raise DatasetError("no images to write")
+        names = self.names or OUR_CLASSES[: self.max_class + 1]
+        if self.max_class >= len(names):
+            raise DatasetError(f"class id {self.max_class} written, but only {len(names)} names")
         data = {  # no `path`: Ultralytics then resolves splits against this file's folder
             **{s: f"{s}/images" for s in SPLITS if s in self.splits},
-            "names": dict(enumerate(OUR_CLASSES[: self.max_class + 1])),
+            "names": dict(enumerate(names)),
         }
         (self.out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
         manifest = build_manifest(self.out / "data.yaml", name=name, parents=list(parents))
@@ -115,10 +122,13 @@ def _data_yaml_of(source: Path) -> Path:
     return source
 
 
-def yolo_samples(source: Path, class_map: str | None = None) -> Iterable[Sample]:
-    """Every sample of a YOLO dataset (data.yaml or its folder), labels validated, remapped."""
+def yolo_samples(
+    source: Path, class_map: str | None = None, targets: Sequence[str] = OUR_CLASSES
+) -> Iterable[Sample]:
+    """Every sample of a YOLO dataset (data.yaml or its folder), labels validated, remapped by
+    name to ids in `targets` (default: ours)."""
     data = load_data_yaml(_data_yaml_of(source))
-    to_ours = resolve_names(data["names"], parse_class_map(class_map))
+    to_ours = resolve_names(data["names"], parse_class_map(class_map), targets)
     found = False
     seen: dict[str, str] = {}
     for split in SPLITS:
@@ -271,10 +281,12 @@ def merge_datasets(
     name: str | None = None,
     repeat: int = 1,
     base_train_share: float = 1.0,
+    names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """A new version with every sample of `base` and `additions`; parents = their versions.
 
-    Inputs must already use our class names (import them first); images stay symlinks.
+    Inputs must already use our class names (import them first), or `names` when given (the
+    new version's class list, e.g. a model's grown by new classes); images stay symlinks.
     `repeat` lists each addition's train image that many times (a small new site otherwise
     drowns in a large base); `base_train_share` keeps a stable share of the base's train images
     (the rest of base is kept whole), so a fine-tune replays the old data without paying for all
@@ -286,7 +298,7 @@ def merge_datasets(
         raise DatasetError("merge needs at least one --add dataset")
     if repeat < 1 or not 0 < base_train_share <= 1:
         raise DatasetError("--repeat must be >= 1 and --base-train-share in (0, 1]")
-    writer = DatasetWriter(out)
+    writer = DatasetWriter(out, names)
     parents = []
     try:
         for index, source in enumerate([base, *additions]):
@@ -295,7 +307,8 @@ def merge_datasets(
                 raise DatasetError(f"dataset not found: {source}")
             parents.append(dataset_version(data_yaml))
             prefix = f"v{index}"
-            for sample in tqdm(yolo_samples(data_yaml), desc=f"merge {source.name}"):
+            samples = yolo_samples(data_yaml, targets=names or OUR_CLASSES)
+            for sample in tqdm(samples, desc=f"merge {source.name}"):
                 if index == 0:
                     if sample.split != "train" or in_stable_share(sample.image, base_train_share):
                         writer.add(sample, prefix=prefix)
@@ -308,6 +321,25 @@ def merge_datasets(
         if writer.out.exists() and not read_manifest(writer.out):
             shutil.rmtree(writer.out, ignore_errors=True)
         raise
+
+
+def labelled_classes(source: Path) -> set[str]:
+    """The classes of a YOLO dataset with at least one box (its manifest's counts when it has
+    one, else its label files): the classes a model trained on it can learn."""
+    data = load_data_yaml(_data_yaml_of(source))
+    manifest = read_manifest(Path(data["path"]))
+    if isinstance(manifest, dict) and isinstance(manifest.get("splits"), dict):
+        counts = [split.get("boxes", {}) for split in manifest["splits"].values()]
+        return {name for boxes in counts for name, n in boxes.items() if n}
+    found: set[int] = set()
+    seen: set[str] = set()
+    for split in SPLITS:
+        if split in data and data[split] not in seen:
+            seen.add(data[split])
+            for image in list_images(data[split]):
+                rows = read_labels(label_path_for(image), len(data["names"]))
+                found.update(int(c) for c in rows[:, 0])
+    return {str(data["names"][i]) for i in found}
 
 
 def dataset_info(source: Path) -> dict[str, Any]:

@@ -11,9 +11,13 @@ The steps, each done by the module that owns it:
    sample is held back in every retrain and never trained on; held-back audit frames form a set
    of their own (`audit`), the others are trained on like any sample;
 3. build the new dataset version: the base dataset + the other samples in its train split
-   (`training.datasets.merge_datasets`, manifests with parents);
-4. fine-tune from the base model's own `.pt` (downloaded from the registry, `training.train`);
-5. export ONNX (`training.export`);
+   (`training.datasets.merge_datasets`, manifests with parents), in the base model's classes
+   grown by any class the trainers labelled that the model lacks (e.g. `vest`, `harness`:
+   `classmap.grown_names`; old classes keep their ids);
+4. fine-tune from the base model's own `.pt` (downloaded from the registry, `training.train`),
+   first grown to the new classes when there are any (`training.grow`: wider head, old
+   classes' weights kept);
+5. export ONNX (`training.export`; its metadata carries the class names the detector reads);
 6. evaluate the candidate AND the base model, through the production detector, on the fixed
    benchmark split (the base dataset's `test`), on the held-back field samples and on the
    held-back labelled audit frames (the figures that see missed bare heads);
@@ -35,6 +39,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,10 +123,14 @@ class SampleSplit:
     audit_held_back: int = 0
 
 
-def split_samples(zip_path: Path, out: Path, holdout: float) -> SampleSplit:
+def split_samples(
+    zip_path: Path, out: Path, holdout: float, names: Sequence[str] | None = None
+) -> SampleSplit:
     """Unpack the service's sample zip and write the dataset versions: the samples to train on,
     the held-back reviewed samples and the held-back audit frames (manifest `kind` "audit").
-    Labels are read and validated by `training.datasets`."""
+    Labels are read and validated by `training.datasets`, class ids are those of `names`
+    (default: ours)."""
+    from training.classmap import OUR_CLASSES
     from training.datasets import DatasetWriter, Sample, extract_zip, yolo_samples
 
     source = extract_zip(zip_path, out / "samples-zip")
@@ -131,12 +140,12 @@ def split_samples(zip_path: Path, out: Path, holdout: float) -> SampleSplit:
     event_of = {Path(e["image"]).name: str(e["event_id"]) for e in entries}
     audits = {Path(e["image"]).name for e in entries if e.get("kind") == "audit"}
     writers = {
-        "train": DatasetWriter(out / "samples-train"),
-        "test": DatasetWriter(out / "samples-field"),
-        "audit": DatasetWriter(out / "samples-audit"),
+        "train": DatasetWriter(out / "samples-train", names),
+        "test": DatasetWriter(out / "samples-field", names),
+        "audit": DatasetWriter(out / "samples-audit", names),
     }
     counts = {"train": 0, "test": 0, "audit": 0}
-    for sample in yolo_samples(source / "data.yaml"):
+    for sample in yolo_samples(source / "data.yaml", targets=names or OUR_CLASSES):
         event_id = event_of.get(sample.image.name)
         if event_id is None:
             raise RetrainError(f"{zip_path}: {sample.image.name} is not in manifest.json")
@@ -162,6 +171,14 @@ def default_version(name: str) -> str:
     return f"{name}-{dt.datetime.now(dt.UTC):%Y.%m.%d-%H%M%S}"
 
 
+def _dropped(data: Path, classes: Sequence[str]) -> str | None:
+    """A `--class-map` that drops `classes` from a dataset (those of them it lists)."""
+    from training.data_yaml import load_data_yaml
+
+    listed = set(load_data_yaml(data)["names"].values()) if classes else set()
+    return ",".join(f"{name}=-" for name in classes if name in listed) or None
+
+
 def _evaluate(
     model: Path,
     data: Path,
@@ -170,6 +187,7 @@ def _evaluate(
     conf: float | None,
     class_conf: str | None = None,
     matching: str = "iou",
+    class_map: str | None = None,
 ) -> dict[str, Any]:
     from training.evaluate import EvalOptions, evaluate
 
@@ -182,6 +200,7 @@ def _evaluate(
             conf=conf,
             class_conf=class_conf,
             matching=matching,
+            class_map=class_map,
         )
     )
 
@@ -206,8 +225,55 @@ def _base_files(client: Any, options: RetrainOptions, work: Path) -> tuple[Path,
         ) from exc
 
 
-def build_dataset(split: SampleSplit, base_data: Path | None, out: Path, repeat: int = 1) -> Path:
-    """The new dataset version's data.yaml: base + training samples (or the samples alone)."""
+def sample_classes(zip_path: Path) -> set[str]:
+    """The classes with at least one box in the service's YOLO sample zip."""
+    import zipfile
+
+    with zipfile.ZipFile(zip_path) as zf:
+        listed = yaml.safe_load(zf.read("data.yaml")) or {}
+        names = {int(k): str(v) for k, v in (listed.get("names") or {}).items()}
+        ids = {
+            int(line.split()[0])
+            for member in zf.namelist()
+            if member.startswith("labels/") and member.endswith(".txt")
+            for line in zf.read(member).decode().splitlines()
+            if line.strip()
+        }
+    unknown = ids - set(names)
+    if unknown:
+        raise RetrainError(f"{zip_path}: labels use class ids {sorted(unknown)} not in data.yaml")
+    return {names[i] for i in ids}
+
+
+def model_classes(
+    base_weights: Path, archive: Path, base_data: Path | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The new model's classes and those of them that are new: the base model's, then every
+    class labelled in the samples (or the base data) that it lacks."""
+    from training.classmap import ClassMapError, grown_names
+    from training.datasets import labelled_classes
+    from training.grow import model_names
+
+    base = model_names(base_weights)
+    labelled = sample_classes(archive)
+    if base_data is not None:
+        labelled |= labelled_classes(base_data)
+    try:
+        names = grown_names(base, labelled)
+    except ClassMapError as exc:
+        raise RetrainError(f"the samples label a class that cannot be added: {exc}") from exc
+    return names, names[len(base) :]
+
+
+def build_dataset(
+    split: SampleSplit,
+    base_data: Path | None,
+    out: Path,
+    repeat: int = 1,
+    names: Sequence[str] | None = None,
+) -> Path:
+    """The new dataset version's data.yaml: base + training samples (or the samples alone), in
+    the class list `names` (default: ours)."""
     from training.datasets import merge_datasets
 
     if base_data is None:
@@ -223,13 +289,14 @@ def build_dataset(split: SampleSplit, base_data: Path | None, out: Path, repeat:
     if split.train is None:
         log.warning("every sample is held back for evaluation; training on the base data only")
         return base_data
-    merge_datasets(base_data, [split.train], out, name="retrain", repeat=repeat)
+    merge_datasets(base_data, [split.train], out, name="retrain", repeat=repeat, names=names)
     return out / "data.yaml"
 
 
 def retrain(options: RetrainOptions) -> RetrainResult:
     """Run the whole loop (see the module docstring); returns the registered candidate."""
     from training.export import ExportOptions, compact_metrics, export
+    from training.grow import grow_checkpoint
     from training.manifest import dataset_version
     from training.registry import RegistryClient
     from training.train import TrainOptions, train
@@ -248,18 +315,26 @@ def retrain(options: RetrainOptions) -> RetrainResult:
         base_onnx, base_pt = _base_files(client, options, work)
         log.info("pulling reviewed samples from %s", options.url)
         archive = client.export_samples(work / "samples.zip", since=options.since)
-        split = split_samples(archive, work, options.holdout)
+        names, added = model_classes(base_pt, archive, options.base_data)
+        split = split_samples(archive, work, options.holdout, names)
         if split.trained + split.held_back + split.audit_held_back == 0:
             raise RetrainError("the service has no reviewed samples yet (review some alerts)")
         log.info(
             "%d samples: %d to train on, %d held back, %d audit frames held back", *_counts(split)
         )
-        data = build_dataset(split, options.base_data, work / "dataset", options.repeat_samples)
+        _check_trainable(added, split, options)
+        data = build_dataset(
+            split, options.base_data, work / "dataset", options.repeat_samples, names
+        )
         data_version = dataset_version(data)
+        start_pt = base_pt
+        if added:
+            log.info("growing the model's classes by %s", ", ".join(added))
+            start_pt = grow_checkpoint(base_pt, names, work / "grown.pt")
         run_dir = train(
             TrainOptions(
                 data=data,
-                base_weights=base_pt,
+                base_weights=start_pt,
                 epochs=options.epochs,
                 hours=options.hours,
                 imgsz=options.imgsz,
@@ -296,8 +371,12 @@ def retrain(options: RetrainOptions) -> RetrainResult:
                 dataset_version=data_version,
             )
         )
-        metrics = _metrics(options, split, onnx, base_onnx, compact_metrics, conf, class_conf)
+        metrics = _metrics(
+            options, split, onnx, base_onnx, compact_metrics, conf, class_conf, added
+        )
         metrics["retrain"] = {
+            "classes": list(names),
+            "classes_added": list(added),
             "base_model": options.base_model,
             "samples": split.trained + split.held_back,
             "trained_samples": split.trained,
@@ -331,6 +410,25 @@ def retrain(options: RetrainOptions) -> RetrainResult:
     return RetrainResult(version, data_version, onnx, weights, metrics, record)
 
 
+def _check_trainable(added: Sequence[str], split: SampleSplit, options: RetrainOptions) -> None:
+    """A class the model gains must have boxes to learn from: one that is labelled only in
+    held-back samples would ship untrained (and a `harness` class that never fires makes every
+    worker at height a violation)."""
+    from training.datasets import labelled_classes
+
+    if not added:
+        return
+    taught = labelled_classes(split.train) if split.train is not None else set()
+    if options.base_data is not None:
+        taught |= labelled_classes(options.base_data)
+    missing = [name for name in added if name not in taught]
+    if missing:
+        raise RetrainError(
+            f"new class(es) {', '.join(missing)} are labelled only in held-back samples "
+            f"(a fixed {options.holdout:.0%} is kept for evaluation); label more samples"
+        )
+
+
 def _counts(split: SampleSplit) -> tuple[int, int, int, int]:
     held = split.held_back + split.audit_held_back
     return split.trained + held, split.trained, split.held_back, split.audit_held_back
@@ -356,9 +454,11 @@ def _metrics(
     compact: Any,
     conf: float | None,
     class_conf: str | None = None,
+    added: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Candidate and base model on the benchmark split and the held-back samples, both at the
-    candidate's operating thresholds (the same bar for both)."""
+    candidate's operating thresholds (the same bar for both). Classes the base model lacks
+    (`added`) are dropped from its ground truth: it is scored on what it can see."""
     metrics: dict[str, Any] = {"baseline": {"version": options.base_model}}
     sets = []
     if options.base_data is not None:
@@ -375,6 +475,8 @@ def _metrics(
         limit = options.eval_limit
         figures = _evaluate(onnx, data, data_split, limit, conf, class_conf, matching)
         metrics[key] = compact(figures)
-        base = _evaluate(base_onnx, data, data_split, limit, conf, class_conf, matching)
+        base = _evaluate(
+            base_onnx, data, data_split, limit, conf, class_conf, matching, _dropped(data, added)
+        )
         metrics["baseline"][key] = compact(base)
     return metrics

@@ -42,3 +42,25 @@ def test_targets_can_be_a_models_names() -> None:
         1: None,
         2: 0,
     }
+
+
+def test_grown_names_keep_the_base_ids_and_add_ours_first() -> None:
+    from training.classmap import grown_names
+
+    base = ("head", "helmet", "person")
+    assert grown_names(base, ["helmet", "vest"]) == (*base, "vest")
+    assert grown_names(base, ["gloves", "vest", "harness"]) == (*base, "harness", "vest", "gloves")
+    assert grown_names(base, ["head"]) == base
+    with pytest.raises(ClassMapError, match="lowercase letters"):
+        grown_names(base, ["Safety Vest"])
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [("vest", True), ("no_harness", True), ("Vest", False), ("_vest", False), ("vest_", False),
+     ("no__harness", False), ("vest2", False), ("", False), ("a" * 65, False)],
+)  # fmt: skip
+def test_class_names_are_lowercase_words(name: str, ok: bool) -> None:
+    from training.classmap import class_name_error
+
+    assert (class_name_error(name) is None) == ok
