@@ -16,16 +16,18 @@ import datetime as dt
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from siteguard.kinds import BY_REQUIREMENT, Requirement
+
 ENV_PREFIX = "SITEGUARD_DETECTOR__"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-PPE = Literal["helmet", "harness"]
+PPE = Requirement  # helmet, harness, vest: siteguard/kinds.py
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"  # camera/detector ids, as the service accepts them
 
 
@@ -154,6 +156,7 @@ class ZoneConfig(_Strict):
     polygon: list[tuple[float, float]] = Field(description="frame pixels, at least 3 points")
     at_height: bool = False
     requires: list[PPE] | None = Field(None, description="default: helmet, + harness at height")
+    danger: bool = Field(False, description="no one may enter: a person inside is an intrusion")
     schedule: list[TimeWindow] | None = Field(None, description="default: the camera's")
 
     @field_validator("polygon")
@@ -219,6 +222,20 @@ class CameraConfig(_Strict):
         return None if value is False else value
 
 
+class PpeClasses(_Strict):
+    """The model's class names showing one piece of PPE worn, and showing it missing."""
+
+    worn: list[str] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)
+
+
+# The older per-role fields, kept as spellings of `ppe_classes` entries: (worn, missing).
+_LEGACY_CLASSES = {
+    "helmet": ("helmet_classes", "bare_head_classes"),
+    "harness": ("harness_classes", "no_harness_classes"),
+}
+
+
 class RulesConfig(_Strict):
     hold_s: float = Field(2.0, ge=0, description="a violation must hold this long to open")
     close_after_s: float = Field(5.0, ge=0, description="compliant/gone this long closes it")
@@ -230,6 +247,10 @@ class RulesConfig(_Strict):
     person_classes: list[str] = Field(default_factory=lambda: ["person"])
     harness_classes: list[str] = Field(default_factory=lambda: ["harness"])
     no_harness_classes: list[str] = Field(default_factory=lambda: ["no_harness"])
+    # Per requirement, the classes showing it worn / missing, e.g. a site model's
+    # `vest: {worn: [Safety Vest], missing: [NO-Safety Vest]}`. Unset requirements use the
+    # fields above (helmet, harness) or siteguard/kinds.py's defaults (vest).
+    ppe_classes: dict[PPE, PpeClasses] = Field(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod
@@ -239,6 +260,36 @@ class RulesConfig(_Strict):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _one_spelling_per_requirement(self) -> RulesConfig:
+        """Fill `ppe_classes` for every requirement and keep the older fields in step with it."""
+        for requirement, info in BY_REQUIREMENT.items():
+            legacy = _LEGACY_CLASSES.get(requirement)
+            given = self.ppe_classes.get(requirement)
+            if legacy is None:
+                if given is None:
+                    self.ppe_classes[requirement] = PpeClasses(
+                        worn=list(info.worn), missing=list(info.missing)
+                    )
+                continue
+            worn_field, missing_field = legacy
+            if given is None:
+                self.ppe_classes[requirement] = PpeClasses(
+                    worn=list(getattr(self, worn_field)), missing=list(getattr(self, missing_field))
+                )
+                continue
+            both = {worn_field, missing_field} & self.model_fields_set
+            if both:
+                raise ValueError(
+                    f"ppe_classes.{requirement} and {', '.join(sorted(both))} both set: "
+                    "use ppe_classes only"
+                )
+            # Assigned through __dict__: validate_assignment is off, and this keeps
+            # model_fields_set telling what the user wrote.
+            self.__dict__[worn_field] = list(given.worn)
+            self.__dict__[missing_field] = list(given.missing)
+        return self
 
 
 class PrivacyConfig(_Strict):

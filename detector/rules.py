@@ -1,10 +1,13 @@
 """PPE rules: which worker violates what, where and when; one event per worker per episode.
 
 Subjects are tracked heads/helmets (a `head` detection is a bare head = no helmet) and tracked
-persons (harness). A zone is a polygon of one camera; what it requires defaults to a helmet, plus a
-harness when it is marked `at_height`; outside every zone the camera's `site_requires` applies
-(helmet everywhere on site). Zones and cameras may have shift/time windows; outside them nothing
-is required.
+persons (body-worn PPE: harness, vest; and danger zones). The kinds, their requirements and their
+default class names are listed once, in `siteguard/kinds.py`; `rules.ppe_classes` maps a model's
+own class names to them. A zone is a polygon of one camera; what it requires defaults to a helmet,
+plus a harness when it is marked `at_height` (`requires` lists it: helmet, harness, vest); outside
+every zone the camera's `site_requires` applies (helmet everywhere on site). A `danger` zone is one
+no one may enter: any tracked person whose feet are inside is a `zone_intrusion`. Zones and cameras
+may have shift/time windows; outside them nothing is required.
 
 A violation starts (its hold timer) only on a reading at or above `violation_conf`, the model's
 operating threshold for a bare head (`set_violation_conf`); weaker readings of the same track keep
@@ -33,10 +36,10 @@ import numpy as np
 import supervision as sv
 
 from detector.config import CameraConfig, RulesConfig, TimeWindow, ZoneConfig
+from siteguard.kinds import KINDS, Kind
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["no_helmet", "no_harness"]
 SITE_ZONE = "site"
 
 
@@ -79,14 +82,28 @@ class _Zone:
     def __init__(self, config: ZoneConfig, default_schedule: list[TimeWindow]) -> None:
         self.name = config.name
         self.required = config.required
+        self.danger = config.danger
         self.schedule = config.schedule if config.schedule is not None else default_schedule
         polygon = np.array(config.polygon, dtype=np.int64)
         self.head_zone = sv.PolygonZone(polygon, triggering_anchors=(sv.Position.CENTER,))
         self.body_zone = sv.PolygonZone(polygon, triggering_anchors=(sv.Position.BOTTOM_CENTER,))
 
 
+@dataclass
+class _Place:
+    """Where one subject is now: its zone, the PPE required there, the danger zone it is in."""
+
+    zone: str = SITE_ZONE
+    required: set[str] = field(default_factory=set)
+    danger: str | None = None
+
+
 def _active(schedule: list[TimeWindow], when: dt.datetime) -> bool:
     return not schedule or any(window.contains(when) for window in schedule)
+
+
+# Body-worn PPE, judged on tracked persons: harness, vest (one code path, see _observe_persons).
+BODY_KINDS = tuple(k for k in KINDS if k.subject == "person" and k.requirement)
 
 
 class RuleEngine:
@@ -97,15 +114,15 @@ class RuleEngine:
         self.config = config
         self.tz = ZoneInfo(config.timezone)
         self.zones = [_Zone(z, camera.schedule) for z in camera.zones]
-        self.bare = set(config.bare_head_classes)
-        self.helmet = set(config.helmet_classes)
+        self.worn = {r: set(c.worn) for r, c in config.ppe_classes.items()}
+        self.missing = {r: set(c.missing) for r, c in config.ppe_classes.items()}
+        self.bare, self.helmet = self.missing["helmet"], self.worn["helmet"]
         self.person = set(config.person_classes)
-        self.harness = set(config.harness_classes)
-        self.no_harness = set(config.no_harness_classes)
         self.open: dict[tuple[int, Kind], Episode] = {}
         self._pending: dict[tuple[int, Kind], _Pending] = {}
         self._cooldown_until: dict[tuple[int, Kind], float] = {}
         self._model_classes: set[str] = set()
+        self._warned: set[str] = set()
         self.violation_conf: dict[Kind, float] = {}
 
     def set_violation_conf(self, kind: Kind, conf: float | None) -> None:
@@ -127,40 +144,50 @@ class RuleEngine:
             update["site_requires"] = site_requires
         self.camera = self.camera.model_copy(update=update)
         self.zones = [_Zone(z, self.camera.schedule) for z in self.camera.zones]
-        self.set_model_classes(self._model_classes)  # warns if a zone now needs a harness
+        self.set_model_classes(self._model_classes)  # warns if a zone now needs an unseen class
+
+    def can_judge(self, requirement: str) -> bool:
+        """Does the model have a class showing `requirement` worn or missing?"""
+        return bool(self._model_classes & (self.worn[requirement] | self.missing[requirement]))
 
     def set_model_classes(self, names: set[str]) -> None:
-        """Tell the engine what the model can see (harness rules need a harness class)."""
+        """Tell the engine what the model can see. A requirement the model has no class for is
+        never judged (no alerts); a warning says so once per camera and requirement."""
         self._model_classes = set(names)
-        if not names & (self.harness | self.no_harness) and any(
-            "harness" in z.required for z in self.zones
-        ):
+        wanted = set(self.camera.site_requires).union(*(z.required for z in self.zones))
+        unseen = {r for r in wanted if not self.can_judge(r)}
+        if any(z.danger for z in self.zones) and not names & self.person:
+            unseen.add("danger zones (person)")
+        for what in sorted(unseen - self._warned):
             log.warning(
-                "camera %s: zones require a harness but the model has no harness class; "
-                "harness rules wait for a model that has one",
+                "camera %s: %s required but the model has no class for it; those rules wait "
+                "for a model that has one (or map its class names in rules.ppe_classes)",
                 self.camera.id,
+                what,
             )
+        self._warned = unseen
 
     # -- where a subject is and what is required there --------------------------------------
-    def _requirements(
-        self, detections: sv.Detections, anchor: str, when: dt.datetime
-    ) -> tuple[list[str], list[set[str]]]:
-        """Per detection: the zone name and the PPE required there now."""
-        names = [SITE_ZONE] * len(detections)
+    def _places(self, detections: sv.Detections, anchor: str, when: dt.datetime) -> list[_Place]:
+        """Per detection: its zone (the first that holds it), the PPE required there now (every
+        active zone holding it adds its own) and the first active danger zone holding it."""
         site = set(self.camera.site_requires) if _active(self.camera.schedule, when) else set()
-        required = [set(site) for _ in range(len(detections))]
+        places = [_Place(required=set(site)) for _ in range(len(detections))]
         matched = np.zeros(len(detections), dtype=bool)
         for zone in self.zones:
             polygon = zone.head_zone if anchor == "head" else zone.body_zone
             inside = polygon.trigger(detections) if len(detections) else np.zeros(0, bool)
             active = _active(zone.schedule, when)
             for i in np.flatnonzero(inside):
+                place = places[i]
                 if not matched[i]:
-                    names[i], required[i] = zone.name, set()
+                    place.zone, place.required = zone.name, set()
                     matched[i] = True
                 if active:
-                    required[i] |= zone.required
-        return names, required
+                    place.required |= zone.required
+                    if zone.danger and place.danger is None:
+                        place.danger = zone.name
+        return places
 
     # -- the state machine ----------------------------------------------------------------------
     def update(self, tracked: sv.Detections, timestamp: float) -> list[RuleEvent]:
@@ -201,34 +228,44 @@ class RuleEngine:
         if not mask.any():
             return
         idx = np.flatnonzero(mask)
-        zones, required = self._requirements(det[idx], "head", when)
-        for j, i in enumerate(idx):
-            if "helmet" in required[j]:
-                seen[(int(ids[i]), "no_helmet")] = (names[i] in self.bare, int(i), zones[j])
+        for i, place in zip(idx, self._places(det[idx], "head", when), strict=True):
+            if "helmet" in place.required:
+                seen[(int(ids[i]), "no_helmet")] = (names[i] in self.bare, int(i), place.zone)
 
     def _observe_persons(self, det, names, ids, when, seen) -> None:
-        if not self._model_classes & (self.harness | self.no_harness):
-            return  # the model cannot see harnesses: the rule cannot be judged
+        """Body-worn PPE (harness, vest) and danger zones, on tracked persons (feet anchor).
+
+        Per requirement the model can judge: a `missing` item on the person is a violation, a
+        `worn` one compliance; with neither, a model that knows the `worn` class and sees none
+        on the worker counts it missing, one that knows only `missing` cannot tell.
+        """
         mask = np.isin(names, list(self.person)) & (ids >= 0)
         if not mask.any():
             return
         idx = np.flatnonzero(mask)
-        zones, required = self._requirements(det[idx], "body", when)
-        worn = self._items_inside(det, names, self.harness, idx)
-        missing = self._items_inside(det, names, self.no_harness, idx)
-        can_see_worn = bool(self._model_classes & self.harness)
+        places = self._places(det[idx], "body", when)
         for j, i in enumerate(idx):
-            if "harness" not in required[j]:
-                continue
-            if missing[j]:
-                violating = True
-            elif worn[j]:
-                violating = False
-            elif can_see_worn:
-                violating = True  # the model knows harnesses and sees none on this worker
-            else:
-                continue
-            seen[(int(ids[i]), "no_harness")] = (violating, int(i), zones[j])
+            if places[j].danger is not None:
+                seen[(int(ids[i]), "zone_intrusion")] = (True, int(i), places[j].danger)
+        for info in BODY_KINDS:
+            requirement = info.requirement
+            if not self.can_judge(requirement):
+                continue  # the model cannot see this PPE: the rule cannot be judged
+            worn = self._items_inside(det, names, self.worn[requirement], idx)
+            missing = self._items_inside(det, names, self.missing[requirement], idx)
+            can_see_worn = bool(self._model_classes & self.worn[requirement])
+            for j, i in enumerate(idx):
+                if requirement not in places[j].required:
+                    continue
+                if missing[j]:
+                    violating = True
+                elif worn[j]:
+                    violating = False
+                elif can_see_worn:
+                    violating = True  # the model knows this PPE and sees none on the worker
+                else:
+                    continue
+                seen[(int(ids[i]), info.kind)] = (violating, int(i), places[j].zone)
 
     @staticmethod
     def _items_inside(det, names, classes: set[str], persons: np.ndarray) -> list[bool]:

@@ -21,9 +21,10 @@ from pydantic import ValidationError
 
 from detector.config import CameraConfig, TimeWindow, ZoneConfig
 from detector.rules import RuleEngine
+from siteguard.kinds import REQUIREMENTS
 
 log = logging.getLogger(__name__)
-KNOWN_PPE = ("helmet", "harness")  # what the rules can judge; others (vest) wait for a model
+KNOWN_PPE = REQUIREMENTS  # what the rules can judge (siteguard/kinds.py); others are skipped
 
 
 def zones_from_service(camera_id: str, raw: list[Any]) -> list[ZoneConfig]:
@@ -39,6 +40,7 @@ def zones_from_service(camera_id: str, raw: list[Any]) -> list[ZoneConfig]:
                     name=item["name"],
                     polygon=[tuple(point) for point in item.get("polygon") or []],
                     requires=required or ["helmet"],
+                    danger=bool(item.get("danger", False)),
                     schedule=[TimeWindow(**w) for w in schedule] if schedule else None,
                 )
             )

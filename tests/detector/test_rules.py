@@ -1,11 +1,13 @@
-"""Rule engine on synthetic tracked detections (the harness class does not exist in data yet)."""
+"""Rule engine on synthetic tracked detections (real frames: test_rules_real_frames.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import numpy as np
+import pytest
 import supervision as sv
+from pydantic import ValidationError
 
 from detector.config import CameraConfig, RulesConfig
 from detector.rules import RuleEngine
@@ -162,3 +164,45 @@ def test_a_violation_starts_only_on_a_reading_at_the_bare_head_threshold() -> No
 
     eng.set_violation_conf("no_helmet", None)
     assert eng.violation_conf == {}
+
+
+def test_ppe_classes_default_from_the_older_fields_and_from_siteguard_kinds() -> None:
+    config = RulesConfig(bare_head_classes=["bare"], harness_classes=["belt"])
+    assert config.ppe_classes["helmet"].model_dump() == {"worn": ["helmet"], "missing": ["bare"]}
+    assert config.ppe_classes["harness"].worn == ["belt"]
+    assert config.ppe_classes["vest"].model_dump() == {"worn": ["vest"], "missing": ["no_vest"]}
+    # ppe_classes is the one spelling the rules read; the older fields follow it.
+    mapped = RulesConfig(ppe_classes={"helmet": {"worn": ["Hardhat"], "missing": ["NO-Hardhat"]}})
+    assert (mapped.helmet_classes, mapped.bare_head_classes) == (["Hardhat"], ["NO-Hardhat"])
+    with pytest.raises(ValidationError, match="ppe_classes.helmet and bare_head_classes"):
+        RulesConfig(bare_head_classes=["bare"], ppe_classes={"helmet": {"worn": ["h"]}})
+
+
+def test_vest_rule_is_the_harness_rule_with_other_classes() -> None:
+    zone = {"name": "road", "requires": ["vest"], "polygon": [[0, 0], [1000, 0], [1000, 1000]]}
+    eng = engine({"zones": [zone]}, hold_s=0.5)
+    eng.set_model_classes(PPE_CLASSES | {"vest", "no_vest"})
+    vested = ("person", 1, (600, 100, 700, 400))
+    bare = ("person", 2, (800, 100, 900, 400))
+    flagged = ("person", 3, (850, 450, 950, 800))
+    boxes = [vested, ("vest", -1, (610, 150, 690, 250)), bare, flagged]
+    boxes.append(("no_vest", -1, (860, 500, 940, 600)))
+    events = run(eng, [(t, tracked(*boxes)) for t in (0, 0.5, 1.0)])
+    # 2: the model knows vests and sees none on him; 3: labelled without one.
+    assert events == [(0.5, "open", "no_vest", 2), (0.5, "open", "no_vest", 3)]
+    assert eng.open[(2, "no_vest")].zone == "road"
+
+
+def test_danger_zone_counts_only_inside_its_schedule() -> None:
+    lifts = [{"days": ["mon"], "start": "11:00", "end": "11:30"}]
+    zone = {"name": "crane", "danger": True, "requires": [], "schedule": lifts,
+            "polygon": [[0, 0], [500, 0], [500, 500], [0, 500]]}  # fmt: skip
+    eng = engine({"zones": [zone]}, hold_s=0.5)
+    walker = ("person", 4, (100, 100, 200, 400))  # feet (150, 400) inside
+    assert run(eng, [(t, tracked(walker)) for t in (0, 0.5, 1.0)]) == []  # noon: no lift
+    zone["schedule"] = None
+    eng = engine({"zones": [zone]}, hold_s=0.5)
+    assert run(eng, [(t, tracked(walker)) for t in (0, 0.5, 1.0)]) == [
+        (0.5, "open", "zone_intrusion", 4)
+    ]
+    assert eng.open[(4, "zone_intrusion")].zone == "crane"

@@ -14,6 +14,8 @@ from detector.site_settings import ServiceSettings
 
 SCAFFOLD = {"name": "scaffold", "polygon": [[0, 0], [300, 0], [300, 300], [0, 300]],
             "required_ppe": ["helmet", "harness", "vest"], "schedule": None}  # fmt: skip
+CRANE = {"name": "crane", "polygon": [[300, 0], [600, 0], [600, 300], [300, 300]],
+         "required_ppe": ["helmet"], "danger": True}  # fmt: skip
 NIGHT = {"name": "night-yard", "polygon": [[400, 400], [600, 400], [600, 600], [400, 600]],
          "required_ppe": ["helmet"],
          "schedule": [{"days": ["mon"], "start": "20:00", "end": "06:00"}]}  # fmt: skip
@@ -37,10 +39,11 @@ def zone_of_violation(engine: RuleEngine, box: tuple[float, float, float, float]
 def test_service_zones_are_applied_and_reported() -> None:
     config, engine = pipeline()
     settings = ServiceSettings()
-    reply = [{"camera_id": "gate-1", "zones": [SCAFFOLD, NIGHT], "required_ppe": ["helmet"]}]
+    reply = [{"camera_id": "gate-1", "zones": [SCAFFOLD, NIGHT, CRANE], "required_ppe": ["helmet"]}]
     assert settings.apply({"gate-1": (config, engine)}, reply) == ["gate-1"]
-    assert [z.name for z in engine.zones] == ["scaffold", "night-yard"]
-    assert engine.zones[0].required == {"helmet", "harness"}  # vest: no rule judges it yet
+    assert [z.name for z in engine.zones] == ["scaffold", "night-yard", "crane"]
+    assert engine.zones[0].required == {"helmet", "harness", "vest"}
+    assert [z.danger for z in engine.zones] == [False, False, True]
     assert settings.sources["gate-1"] == "service"
     assert zone_of_violation(engine, (100, 100, 140, 140)) == "scaffold"  # not "site" any more
     # the same settings again: nothing rebuilt
