@@ -29,6 +29,7 @@ from service.deps import AppState, get_db, get_state
 from service.models import AuditFrame, TrainingSample, User, Violation, utcnow
 from service.schemas import SLUG, SampleLabelsIn, SampleOut, SamplePage
 from service.security import audit, can_see_site, check_site, require_role, site_scope
+from training.classmap import class_name_error
 
 router = APIRouter(prefix="/samples", tags=["samples"])
 BASE_CLASSES = ["head", "helmet", "person"]
@@ -321,11 +322,17 @@ def put_labels(
 ) -> SampleOut:
     """A trainer corrects a sample: fixed boxes/classes and added missed ones replace the
     detections as its training labels (a later review keeps them). On an audit sample they are
-    its labels, and the frame becomes "labelled" (no boxes: "labelled, nothing there")."""
+    its labels, and the frame becomes "labelled" (no boxes: "labelled, nothing there").
+
+    A class may be one the model lacks (`vest`, `harness`, or a new name such as `gloves`):
+    `siteguard retrain` grows the model by it (training/grow.py). A name must be lowercase
+    words joined by `_`, because it becomes a class name of the model and of the rules config."""
     with state.db.writing(db):
         s = _visible(db, user, sample_id)
         boxes = []
         for box in body.boxes:
+            if error := class_name_error(box.class_name):
+                raise HTTPException(422, error)
             x1, y1, x2, y2 = box.xyxy
             if not (x2 > x1 and y2 > y1):
                 raise HTTPException(422, f"box {box.xyxy} needs x2 > x1 and y2 > y1")

@@ -264,3 +264,79 @@ def test_move_and_resize_boxes_and_one_name_per_class(
         assert abs(got - want) <= tolerance, (moved, scale)
     assert errors == [], errors
     context.close()
+
+
+def test_classes_the_model_lacks_are_offered_and_names_are_checked(
+    live_service: LiveService, samples: dict
+) -> None:
+    """Issue 14.3: the editor offers our whole vocabulary (vest, harness, no_harness: classes
+    `siteguard retrain` adds to a model that lacks them) and takes a new name, which the API
+    refuses with a 422 that says what a class name is."""
+    sid = _make_sample(live_service)
+    with _web_login(live_service, "trainer") as client:
+        page = client.get(f"/samples/{sid}").text
+        config = page.split('id="editor-config">', 1)[1].split("</script>", 1)[0]
+        assert {"vest", "harness", "no_harness"} <= set(json.loads(config)["classes"])
+        assert 'id="other-class"' in page and 'pattern="[a-z]+(?:_[a-z]+)*"' in page
+    trainer, csrf = live_service.login("trainer")
+    with contextlib.closing(trainer):
+        url, headers = f"/api/v1/samples/{sid}/labels", {"X-CSRF-Token": csrf}
+        for bad in ("_vest", "no__harness", "Vest", "safety vest", "x" * 65):
+            box = {"class": bad, "xyxy": [10, 10, 50, 90]}
+            resp = trainer.put(url, json={"boxes": [box]}, headers=headers)
+            assert resp.status_code == 422, (bad, resp.text)
+        resp = trainer.put(url, json={"boxes": [{"class": "_vest", "xyxy": [1, 1, 9, 9]}]},
+                           headers=headers)  # fmt: skip
+        assert "lowercase letters" in resp.json()["detail"]
+        boxes = [{"class": "vest", "xyxy": [10, 10, 50, 90]}, {"class": "gloves", "xyxy": HEAD}]
+        resp = trainer.put(url, json={"boxes": boxes}, headers=headers)
+        assert resp.status_code == 200, resp.text
+        assert [b["class"] for b in resp.json()["labels"]] == ["vest", "gloves"]
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not at /usr/bin/chromium")
+def test_draw_a_box_of_a_new_class_in_the_browser(
+    browser: object, live_service: LiveService
+) -> None:
+    """A trainer picks `vest` (the model lacks it) for one box, types a new class `gloves` for
+    another; a bad name is refused by the page; both boxes are saved through the API."""
+    sid = _make_sample(live_service)
+    context, page = _page(browser, live_service, width=1280, height=900)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _login(page, "trainer")
+    page.goto(f"/samples/{sid}")
+    page.wait_for_function(
+        "() => { const i = document.getElementById('sample-frame');"
+        " return i.complete && i.naturalWidth > 0; }"
+    )
+    frame = page.locator("#sample-svg").bounding_box()
+
+    sx, sy = frame["width"] / FRAME_W, frame["height"] / FRAME_H
+
+    def drag(x1: float, y1: float, x2: float, y2: float) -> None:  # frame pixels
+        for i, (x, y) in enumerate([(x1, y1), ((x1 + x2) / 2, (y1 + y2) / 2), (x2, y2)]):
+            page.mouse.move(frame["x"] + x * sx, frame["y"] + y * sy, steps=4 if i else 1)
+            if i == 0:
+                page.mouse.down()
+        page.mouse.up()
+
+    page.select_option("#new-class", "vest")
+    drag(420, 200, 500, 300)
+    page.fill("#other-class", "Gloves!")
+    page.press("#other-class", "Enter")
+    assert page.eval_on_selector("#other-class", "e => e.validity.valid") is False
+    assert page.input_value("#new-class") == "vest"  # refused: nothing added
+    page.fill("#other-class", "gloves")
+    page.press("#other-class", "Enter")
+    assert page.input_value("#new-class") == "gloves"
+    drag(540, 200, 600, 260)
+    assert page.locator('#box-rows tr[data-index="0"] option[value="gloves"]').count() == 1
+    page.get_by_role("button", name="Save labels").click()
+    page.locator("#save-result.ok").wait_for()
+    items = page.evaluate("async () => (await (await fetch('/api/v1/samples')).json()).items")
+    (stored,) = [s for s in items if s["id"] == sid]
+    assert [b["class"] for b in stored["labels"]][-2:] == ["vest", "gloves"]
+    assert errors == [], errors
+    context.close()

@@ -35,6 +35,7 @@ from service.web import queries
 from service.web.access import has_role, page_user, scope
 from service.web.i18n import MESSAGES, client_messages, translator
 from service.web.templating import render, request_lang
+from training.classmap import CLASS_NAME, MAX_CLASS_NAME, OUR_CLASSES
 
 router = APIRouter()
 
@@ -163,10 +164,12 @@ def get_sample(db: Session, site_ids: list[str] | None, sample_id: int) -> Sampl
 
 
 def class_labels(labels: list[dict[str, Any]], lang: str) -> dict[str, str]:
-    """Class -> display name for the classes a trainer may pick: the training classes, plus any
-    other class on the sample (so editing never silently renames a box the list does not know)."""
+    """Class -> display name for the classes a trainer may pick: our whole vocabulary (also the
+    classes the model may lack yet, such as `vest` or `harness`: `siteguard retrain` adds them),
+    plus any other class on the sample (so editing never silently renames a box the list does
+    not know). The editor also takes a new name, which the API validates."""
     t = translator(lang)
-    names = list(BASE_CLASSES)
+    names = list(dict.fromkeys([*BASE_CLASSES, *OUR_CLASSES]))
     for box in labels:
         name = str(box.get("class", ""))
         if name and name not in names:
@@ -261,5 +264,13 @@ def sample_edit_page(
         "messages": client_messages(lang, ("samples.",)),
     }
     return render(
-        request, "sample_edit.html", user, nav="samples", s=sample, editor=editor, classes=classes
+        request,
+        "sample_edit.html",
+        user,
+        nav="samples",
+        s=sample,
+        editor=editor,
+        classes=classes,
+        class_pattern=CLASS_NAME.pattern,  # the input's `pattern`: the API's rule
+        class_max=MAX_CLASS_NAME,
     )

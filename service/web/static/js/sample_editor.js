@@ -295,6 +295,28 @@
     }).then(function () { button.disabled = false; });
   });
 
+  // A class the list lacks (one the model does not have yet, e.g. "gloves"): typed, checked
+  // against the input's pattern (the API's rule), then offered and chosen for new boxes.
+  var other = document.getElementById("other-class");
+  function addClass() {
+    var name = other.value.trim();
+    if (!name) return;
+    if (!other.checkValidity()) { other.reportValidity(); return; }
+    if (cfg.classes.indexOf(name) < 0) {
+      cfg.classes.push(name);
+      var option = document.createElement("option");
+      option.value = name; option.textContent = name;
+      newClass.appendChild(option);
+      drawList(); // every box's menu offers it too
+    }
+    newClass.value = name;
+    other.value = "";
+  }
+  other.addEventListener("change", addClass);
+  other.addEventListener("keydown", function (ev) {
+    if (ev.key === "Enter") { ev.preventDefault(); addClass(); }
+  });
+
   document.getElementById("revert-labels").addEventListener("click", function () {
     boxes = plain(saved); selected = -1; changed();
   });
