@@ -30,6 +30,7 @@ from pydantic import (
 from alerts.errors import AlertsConfigError
 from alerts.notices import SEVERITIES
 from alerts.schedule import TimeWindow
+from siteguard.kinds import DEFAULT_SEVERITIES
 
 Severity = Literal["low", "medium", "high", "critical"]
 Language = Literal["zh", "en"]
@@ -245,7 +246,7 @@ class AlertsConfig(_Strict):
     timezone: str = "Asia/Shanghai"
     templates_dir: Path | None = None
     severities: dict[str, Severity] = Field(
-        default_factory=lambda: {"no_helmet": "high", "no_harness": "critical"}
+        default_factory=lambda: dict(DEFAULT_SEVERITIES)  # siteguard/kinds.py
     )
     default_severity: Severity = "medium"
     camera_offline_grace_s: float = Field(default=60.0, ge=0)

@@ -15,13 +15,11 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from alerts.messages import Dispatch
+from siteguard.kinds import KINDS
 
 BUNDLED = Path(__file__).parent / "templates"
 
-KIND_LABELS = {
-    "zh": {"no_helmet": "未戴安全帽", "no_harness": "未系安全带"},
-    "en": {"no_helmet": "no hard hat", "no_harness": "no safety harness"},
-}
+KIND_LABELS = {lang: {k.kind: k.names[lang] for k in KINDS} for lang in ("zh", "en")}
 SEVERITY_LABELS = {
     "zh": {"low": "低", "medium": "中", "high": "高", "critical": "严重"},
     "en": {"low": "low", "medium": "medium", "high": "high", "critical": "critical"},

@@ -25,8 +25,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from siteguard.kinds import KIND_NAMES
+
 ROLES = ("viewer", "manager", "trainer", "admin")
-KINDS = ("no_helmet", "no_harness")
+KINDS = KIND_NAMES  # siteguard/kinds.py; no database constraint lists them
 REVIEW_OUTCOMES = ("confirmed", "false_alarm", "unsure")
 VIOLATION_STATUSES = ("unreviewed", *REVIEW_OUTCOMES)
 MODEL_STATUSES = ("candidate", "active", "retired")

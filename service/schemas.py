@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from siteguard.kinds import Kind, Requirement
+
 # Ids that end up in URLs, never in paths: letters, digits, '-', '_' (and '.' for versions).
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 EVENT_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -22,11 +24,10 @@ SiteId = Annotated[str, Field(pattern=SLUG)]
 CameraId = Annotated[str, Field(pattern=SLUG)]
 EventId = Annotated[str, Field(pattern=EVENT_ID)]
 Version = Annotated[str, Field(pattern=VERSION)]
-Kind = Literal["no_helmet", "no_harness"]
 Outcome = Literal["confirmed", "false_alarm", "unsure"]
 Status = Literal["unreviewed", "confirmed", "false_alarm", "unsure"]
 Role = Literal["viewer", "manager", "trainer", "admin"]
-Ppe = Literal["helmet", "harness", "vest"]
+Ppe = Requirement  # Kind and Ppe: siteguard/kinds.py lists them for every part
 Coordinate = Annotated[float, Field(ge=-1e6, le=1e6, description="pixels")]
 
 
@@ -466,6 +467,7 @@ class Zone(Input):
     name: str = Field(min_length=1, max_length=64)
     polygon: list[tuple[float, float]] = Field(default_factory=list, max_length=100)
     required_ppe: list[Ppe] = Field(default_factory=lambda: ["helmet"])
+    danger: bool = Field(False, description="no one may enter: a person inside is an intrusion")
     schedule: list[ZoneWindow] | None = Field(
         None, max_length=14, description="when its rules apply; none = the camera's (always)"
     )

@@ -13,12 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from siteguard.kinds import KINDS
+
 LANGUAGES: dict[str, str] = {"en": "English", "zh": "中文"}
 DEFAULT_LANGUAGE = "en"
 LANG_COOKIE = "sg_lang"
 
+
+def _kind_messages(lang: str) -> dict[str, str]:
+    """`kind.*` and `ppe.*`: the violation kinds' and PPE's names, from siteguard/kinds.py."""
+    out = {f"kind.{k.kind}": k.names[lang] for k in KINDS}
+    out.update({f"ppe.{k.requirement}": k.requirement_names[lang] for k in KINDS if k.requirement})
+    return out
+
+
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
+        **_kind_messages("en"),
         "app.name": "SiteGuard",
         "app.tagline": "PPE compliance monitoring",
         "nav.alerts": "Live alerts",
@@ -72,8 +83,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "common.download_csv": "Download CSV",
         "common.ongoing": "ongoing",
         "common.timezone": "Times shown in",
-        "kind.no_helmet": "No helmet",
-        "kind.no_harness": "No harness",
         "status.new": "New",
         "status.unreviewed": "Unreviewed",
         "status.confirmed": "Confirmed",
@@ -285,6 +294,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "day.sun": "Sun",
         "admin.zone_name": "Zone name",
         "admin.zone_requires": "Requires",
+        "admin.zone_danger": "Danger zone: no one may enter",
         "admin.zone_undo": "Undo point",
         "admin.zone_clear": "Clear",
         "admin.zone_saved": "Zones saved.",
@@ -390,9 +400,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "class.harness": "Harness",
         "class.no_harness": "No harness",
         "class.vest": "Vest",
-        "ppe.helmet": "Helmet",
-        "ppe.harness": "Harness",
-        "ppe.vest": "Vest",
+        "class.no_vest": "No vest",
         "zone.site": "Whole site",
         "nav.skip": "Skip to content",
         "role.viewer": "Viewer",
@@ -401,6 +409,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "role.admin": "Admin",
     },
     "zh": {
+        **_kind_messages("zh"),
         "app.name": "SiteGuard 工地卫士",
         "app.tagline": "劳保用品合规监测",
         "nav.alerts": "实时告警",
@@ -454,8 +463,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "common.download_csv": "下载 CSV",
         "common.ongoing": "进行中",
         "common.timezone": "时间显示时区",
-        "kind.no_helmet": "未戴安全帽",
-        "kind.no_harness": "未系安全带",
         "status.new": "新告警",
         "status.unreviewed": "未审核",
         "status.confirmed": "已确认",
@@ -659,6 +666,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "day.sun": "周日",
         "admin.zone_name": "区域名称",
         "admin.zone_requires": "要求佩戴",
+        "admin.zone_danger": "危险区域：禁止进入",
         "admin.zone_undo": "撤销顶点",
         "admin.zone_clear": "清除",
         "admin.zone_saved": "区域已保存。",
@@ -759,9 +767,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "class.harness": "安全带",
         "class.no_harness": "未系安全带",
         "class.vest": "反光背心",
-        "ppe.helmet": "安全帽",
-        "ppe.harness": "安全带",
-        "ppe.vest": "反光背心",
+        "class.no_vest": "未穿反光背心",
         "zone.site": "全场",
         "nav.skip": "跳到正文",
         "role.viewer": "查看者",

@@ -18,10 +18,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from siteguard.kinds import JUDGED_CLASSES
+
 MIN_REVIEWS = 30
-# The classes a rule reads, in the order they matter to a manager; `person` only places a
-# harness and is not judged on its own.
-JUDGED_CLASSES = ("head", "helmet", "no_harness", "harness", "vest")
+# JUDGED_CLASSES: the classes a rule reads (missing, then worn, kind by kind: head, helmet,
+# no_harness, harness, no_vest, vest); `person` only places body-worn PPE, not judged alone.
 
 
 def _number(node: Any, *path: str) -> float | None:

@@ -52,8 +52,8 @@ def test_webhook_payload_and_hmac_signature(receiver: Receiver, make_hub) -> Non
     assert item["zone"] == "scaffold-2"
     assert item["link"] == notice.link
     assert base64.b64decode(item["snapshot_jpeg_base64"]) == JPEG
-    assert "no hard hat" in body["text"] and notice.link in body["text"]
-    assert body["title"] == "[SiteGuard] site-a/gate-1: no hard hat"
+    assert "No helmet" in body["text"] and notice.link in body["text"]
+    assert body["title"] == "[SiteGuard] site-a/gate-1: No helmet"
 
     hub.wait_idle()
     (attempt,) = hub.attempts()
@@ -156,7 +156,7 @@ def test_lark_text_with_mentions(receiver: Receiver, make_hub) -> None:
     assert "sign" not in req.json
     assert req.json["msg_type"] == "text"
     text = req.json["content"]["text"]
-    assert text.startswith("[Safety violation] no hard hat")
+    assert text.startswith("[Safety violation] No helmet")
     assert text.endswith('<at user_id="ou_1"></at>')
 
 

@@ -11,6 +11,7 @@ from alert_peers import violation
 from alerts.messages import Dispatch
 from alerts.notices import CameraNotice
 from alerts.templating import Templates
+from siteguard.kinds import KIND_NAMES, kind_name
 
 AT = datetime(2026, 11, 23, 8, 15, 2, tzinfo=UTC)  # 16:15:02 in Shanghai
 
@@ -32,7 +33,7 @@ def dispatches() -> dict[str, Dispatch]:
 
 EXPECTED = {
     ("violation", "zh"): ["未戴安全帽", "gate-1", "2026-11-23 16:15:02", "http://x/violations/e1"],
-    ("violation", "en"): ["no hard hat", "gate-1", "2026-11-23 16:15:02", "http://x/violations/e1"],
+    ("violation", "en"): ["No helmet", "gate-1", "2026-11-23 16:15:02", "http://x/violations/e1"],
     ("group", "zh"): ["12 次", "另有 2 次"],
     ("group", "en"): ["12 safety violations", "and 2 more"],
     ("escalation", "zh"): ["15 分钟未审核"],
@@ -71,8 +72,19 @@ def test_user_templates_override_per_channel_and_language(tmp_path: Path) -> Non
     templates = Templates(timezone="UTC", user_dir=tmp_path)
     d = dispatches()["violation"]
     assert templates.render(d, channel_type="dingtalk", fmt="markdown", language="en") == (
-        "ALERT gate-1 no hard hat"
+        "ALERT gate-1 No helmet"
     )
     # Other channels and languages keep the bundled templates.
     zh = templates.render(d, channel_type="dingtalk", fmt="markdown", language="zh")
     assert zh.startswith("### ⚠️ 安全违规")
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+@pytest.mark.parametrize("kind", KIND_NAMES)
+def test_every_violation_kind_has_its_name_in_every_template(kind: str, language: str) -> None:
+    templates = Templates(timezone="Asia/Shanghai")
+    one = violation(started_at=AT, event_id="k1", kind=kind)
+    d = Dispatch(kind="violation", created_at=AT, violations=(one,), severity="high")
+    for channel_type, fmt in [("wecom", "markdown"), ("webhook", "text"), ("email", "subject")]:
+        text = templates.render(d, channel_type=channel_type, fmt=fmt, language=language)
+        assert kind_name(kind, language) in text and kind not in text, text

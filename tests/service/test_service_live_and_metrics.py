@@ -71,11 +71,14 @@ def test_health_endpoints(live: Live) -> None:
 def test_metrics_pass_promtool(live: Live, tmp_path) -> None:  # type: ignore[no-untyped-def]
     with live.detector() as det:
         assert post_violation(det, event(), jpeg(seed=8)).status_code == 201
+        intrusion = event(kind="zone_intrusion", zone="crane")
+        assert post_violation(det, intrusion, jpeg(seed=9)).status_code == 201
         beat = {"detector_id": "edge-x", "cameras": [{"camera_id": "gate-1", "state": "online"}]}
         assert det.post("/api/v1/heartbeats", json=beat).status_code == 200
     with live.client() as c:
         text = c.get("/metrics").text
     assert 'siteguard_violations_received_total{kind="no_helmet",site="site-a"}' in text
+    assert 'siteguard_violations_received_total{kind="zone_intrusion",site="site-a"}' in text
     assert 'siteguard_camera_online{camera="gate-1",site="site-a"} 1.0' in text
     assert "siteguard_ingest_duration_seconds_bucket" in text
     assert "siteguard_db_errors_total" in text

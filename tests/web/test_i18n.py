@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.web.i18n import MESSAGES, client_messages, negotiate_language, translator
+from siteguard.kinds import KIND_NAMES, kind_name
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "service" / "web" / "templates"
 
@@ -54,4 +55,19 @@ def test_translator_falls_back_to_english_then_key() -> None:
 
 def test_client_messages_only_prefixes() -> None:
     msgs = client_messages("zh", ("kind.",))
-    assert msgs == {"kind.no_harness": "未系安全带", "kind.no_helmet": "未戴安全帽"}
+    assert msgs == {
+        "kind.no_harness": "未系安全带",
+        "kind.no_helmet": "未戴安全帽",
+        "kind.no_vest": "未穿反光背心",
+        "kind.zone_intrusion": "进入危险区域",
+    }
+
+
+def test_every_kind_has_names_and_a_badge_colour() -> None:
+    """siteguard/kinds.py is the list: names in both languages, a CSS badge per kind."""
+    css = (TEMPLATES.parent / "static" / "css" / "app.css").read_text(encoding="utf-8")
+    for kind in KIND_NAMES:
+        assert translator("en")(f"kind.{kind}") == kind_name(kind, "en")
+        assert translator("zh")(f"kind.{kind}") == kind_name(kind, "zh")
+        assert f".kind-{kind} {{" in css, kind
+    assert translator("zh")("ppe.vest") == "反光背心"

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import httpx
 
+from siteguard.kinds import KIND_NAMES, kind_name
+
 from .testkit import PASSWORD, LiveService, violation_event
 
 
@@ -126,6 +128,28 @@ def test_reports_csv(live_service: LiveService) -> None:
         assert sum(int(r["violations"]) for r in rows) >= 1
         assert client.get("/reports.csv", params={"group": "shoe"}).status_code == 400
         assert client.get("/reports", params={"days": 0}).status_code == 422
+
+
+def test_every_kind_is_listed_filtered_and_reported(live_service: LiveService) -> None:
+    """The kinds of siteguard/kinds.py reach every surface: ingest, the filter's options, the
+    badges, the report by kind (page in both languages, CSV) -- vest and danger zones too."""
+    posted = {k: live_service.post_violation("gate-1", kind=k)["event_id"] for k in KIND_NAMES}
+    with _web_login(live_service, "manager") as client:
+        page = client.get("/alerts").text
+        for kind in KIND_NAMES:
+            assert f'<option value="{kind}" >{kind_name(kind, "en")}</option>' in page, kind
+            assert f'class="badge kind-{kind}"' in page, kind
+        page = client.get("/alerts", params={"kind": "no_vest"}).text
+        ids = set(re.findall(r'<tr data-id="([^"]+)"', page))
+        assert posted["no_vest"] in ids and posted["zone_intrusion"] not in ids
+        report = client.get("/reports", params={"group": "kind", "days": 1}).text
+        assert all(kind_name(k, "en") in report for k in KIND_NAMES)
+        client.cookies.set("sg_lang", "zh")
+        report = client.get("/reports", params={"group": "kind", "days": 1}).text
+        assert "未穿反光背心" in report and "进入危险区域" in report
+        resp = client.get("/reports.csv", params={"group": "kind", "days": 1})
+        rows = {r["kind"]: r for r in csv.DictReader(io.StringIO(resp.text.lstrip("\ufeff")))}
+        assert set(KIND_NAMES) <= set(rows) and int(rows["zone_intrusion"]["violations"]) >= 1
 
 
 def test_admin_page_only_for_admins(live_service: LiveService) -> None:

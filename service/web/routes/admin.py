@@ -21,6 +21,7 @@ from service.web import queries
 from service.web.access import has_role, page_user
 from service.web.i18n import client_messages, translator
 from service.web.templating import render, request_lang
+from siteguard.kinds import REQUIREMENTS
 
 router = APIRouter()
 
@@ -153,4 +154,5 @@ def zone_editor_page(
         width=width,
         height=height,
         editor=editor,
+        requirements=REQUIREMENTS,
     )

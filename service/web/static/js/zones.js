@@ -55,7 +55,7 @@
       name.textContent = z.name;
       li.appendChild(name);
       li.appendChild(document.createTextNode(" · " + z.required_ppe.map(function (p) { return t("ppe." + p); }).join(", ") +
-        " · " + when(z) + " "));
+        (z.danger ? " · " + t("admin.zone_danger") : "") + " · " + when(z) + " "));
       var del = document.createElement("button");
       del.type = "button"; del.className = "btn small"; del.textContent = t("admin.zone_delete");
       del.setAttribute("aria-label", t("admin.zone_delete") + " " + z.name);
@@ -71,8 +71,8 @@
     document.getElementById("zone-yaml").textContent = "cameras:\n  - id: " + cfg.camera_id + "\n    zones:\n" +
       zones.map(function (z) {
         var out = "      - name: " + JSON.stringify(z.name) + "\n        requires: " +
-          JSON.stringify(z.required_ppe.filter(function (p) { return p !== "vest"; })) +
-          "\n        polygon: " + JSON.stringify(z.polygon);
+          JSON.stringify(z.required_ppe) + "\n        polygon: " + JSON.stringify(z.polygon);
+        if (z.danger) out += "\n        danger: true";
         if (z.schedule) out += "\n        schedule: " + JSON.stringify(z.schedule);
         return out;
       }).join("\n");
@@ -124,7 +124,8 @@
       return Array.prototype.filter.call(document.querySelectorAll(sel), function (c) { return c.checked; })
         .map(function (c) { return c.value; });
     };
-    var zone = { name: name, polygon: draft, required_ppe: checked('input[name="ppe"]') };
+    var zone = { name: name, polygon: draft, required_ppe: checked('input[name="ppe"]'),
+                 danger: document.getElementById("zone-danger").checked };
     var start = document.getElementById("zone-start").value, end = document.getElementById("zone-end").value;
     var days = checked('input[name="day"]');
     if (start || end || days.length < 7) {
