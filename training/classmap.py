@@ -15,7 +15,16 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 # Canonical order: a class keeps its id across every dataset version we write.
-OUR_CLASSES: tuple[str, ...] = ("head", "helmet", "person", "harness", "no_harness", "vest")
+# New classes go at the end. The rules' defaults per requirement are in siteguard/kinds.py.
+OUR_CLASSES: tuple[str, ...] = (
+    "head",
+    "helmet",
+    "person",
+    "harness",
+    "no_harness",
+    "vest",
+    "no_vest",
+)
 DROP = "-"  # `--class-map dog=-` drops a source class
 # A class a trainer adds in the box editor (e.g. `gloves`): it becomes an ONNX class name the
 # rules config refers to, so lowercase words joined by `_`, like ours.
