@@ -2,8 +2,8 @@
 
 Each script also runs alone (`python bench/bench_X.py --help`); this runner only sequences them with
 their defaults and reports which ones failed. The long ones (10-minute soak, 60 s outage, the
-v1 -> v2 training iteration, tiled inference on the validation sets) run only when named:
-`python -m bench soak outage iteration tiling`.
+v1 -> v2 training iteration, tiled inference on the validation sets, cameras per box) run only
+when named: `python -m bench soak outage iteration tiling cameras`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 QUICK = ("detector", "ingest", "dashboard", "alerts", "int8", "login_flood")
-LONG = ("soak", "outage", "iteration", "tiling")
+LONG = ("soak", "outage", "iteration", "tiling", "cameras")
 REPO = BENCH_DIR.parent
 TEST_IMAGE = REPO.parent / "shared" / "data" / "hardhat-workers" / "test" / "images" / "005301.jpg"
 DEFAULT_ARGS = {

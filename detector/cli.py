@@ -1,4 +1,4 @@
-"""`siteguard detect`, `siteguard predict`, `siteguard bench detector`.
+"""`siteguard detect`, `siteguard predict`, `siteguard bench detector|cameras`.
 
 Only argparse at module level: handlers import numpy/onnxruntime/OpenCV when they run.
 """
@@ -60,6 +60,26 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-ultralytics", action="store_true", help="skip Ultralytics' predictor")
     p.add_argument("--json", action="store_true", help="print the timings as JSON")
     p.set_defaults(handler=_bench_detector)
+
+    p = bench.add_parser(
+        "cameras",
+        help="how many RTSP cameras one box keeps up with: `siteguard detect` vs a plain "
+        "Ultralytics loop (docs/benchmarks.md)",
+    )
+    p.add_argument("--cameras", default=None, help="camera counts to try (1,2,3,4,6,8)")
+    p.add_argument("--contenders", default=None, help="comma list (default: all but *-batch1)")
+    p.add_argument("--fps", type=int, default=5, help="stream frame rate = camera fps (5)")
+    p.add_argument("--width", type=int, default=1280, help="stream width (1280)")
+    p.add_argument("--height", type=int, default=720, help="stream height (720)")
+    p.add_argument("--duration", type=float, default=20.0, help="measured seconds per point (20)")
+    p.add_argument("--settle", type=float, default=3.0, help="seconds before measuring (3)")
+    p.add_argument("--p95-s", type=float, default=2.0, help="frame age bound at p95 (2.0)")
+    p.add_argument("--clip", default=None, help="footage (../shared/demo/power-crew-helmets.mp4)")
+    p.add_argument("--work-dir", default="build/bench-cameras", help="cache of encoded clips")
+    p.add_argument("--quick", action="store_true", help="about a minute: 2 contenders, N 1,2, 8 s")
+    p.add_argument("--keep", action="store_true", help="keep the per-point logs and configs")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=_bench_cameras)
 
 
 def _bench_subparsers(subparsers: Any) -> Any:
@@ -206,4 +226,11 @@ def _saved_name(source_name: str, index: int) -> str:
 def _bench_detector(args: argparse.Namespace) -> int:
     from detector.bench import run_cli
 
+    return run_cli(args)
+
+
+def _bench_cameras(args: argparse.Namespace) -> int:
+    from detector.bench_cameras import DEFAULT_CLIP, run_cli
+
+    args.clip = args.clip or str(DEFAULT_CLIP)
     return run_cli(args)

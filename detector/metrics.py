@@ -46,6 +46,14 @@ class DetectorMetrics:
             buckets=(0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0),
             registry=r,
         )
+        self.frame_age = Histogram(
+            "siteguard_detector_frame_age_seconds",
+            "Age of a frame when the loop is done with it (tracking and rules ran, its events "
+            "queued): from its arrival at the camera reader, inferred or motion-skipped",
+            ["camera"],
+            buckets=(0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
+            registry=r,
+        )
         self.batch_size = Histogram(
             "siteguard_detector_batch_frames",
             "Frames per inference call",

@@ -227,6 +227,7 @@ class Runner:
                             pipe.last_detections, frame.timestamp, scene=frame.scene
                         )
                         self._apply_rules(pipe, frame, tracked)
+                    self._done(pipe, frame)
             except Exception:
                 self._camera_failed(pipe)
         max_batch = self.config.max_batch
@@ -261,10 +262,15 @@ class Runner:
                     detections, timestamp=frame.timestamp, scene=frame.scene
                 )
                 self._apply_rules(pipe, frame, tracked)
+                self._done(pipe, frame)
                 if self.audit.pick(pipe.config.id):  # a draw among processed frames
                     self._queue_audit(pipe, frame, detections, detector)
             except Exception:
                 self._camera_failed(pipe)
+
+    def _done(self, pipe: CameraPipeline, frame: Frame) -> None:
+        """The frame's decisions are made: how stale was it (`siteguard bench cameras`)?"""
+        self.metrics.frame_age.labels(pipe.config.id).observe(time.time() - frame.timestamp)
 
     def _camera_failed(self, pipe: CameraPipeline) -> None:
         self.metrics.camera_errors.labels(pipe.config.id).inc()

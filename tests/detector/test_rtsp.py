@@ -1,4 +1,4 @@
-"""Cameras over RTSP against a real server: gst-rtsp-server on 127.0.0.1 (rtsp_server.py).
+"""Cameras over RTSP against a real server: gst-rtsp-server on 127.0.0.1 (detector/rtsp_sim.py).
 
 Credentials in the URL, RTP over TCP only, H.264 and H.265, a server killed and restarted, a
 server stopped (SIGSTOP) with the connection open. The figures are read from the reader's own
@@ -34,7 +34,7 @@ from detector.runner import Runner
 from detector.sources import CameraReader
 
 HERE = Path(__file__).resolve().parent
-SERVER = HERE / "rtsp_server.py"
+SERVER = HERE.parents[1] / "detector" / "rtsp_sim.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-gi; the project venv has no gi
 PACKAGES = "gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-{base,good,bad,ugly}"
 TARGET_S = 10.0  # issue 15: stall -> offline, restart -> frames again
@@ -67,7 +67,7 @@ def _require(*elements: str) -> None:
 
 
 class RtspServer:
-    """tests/detector/rtsp_server.py as a child process: start, kill, restart, stop, resume."""
+    """detector/rtsp_sim.py as a child process: start, kill, restart, stop, resume."""
 
     def __init__(self, port: int, log: Path, *args: str) -> None:
         self.port, self.log, self.args = port, log, args
