@@ -79,6 +79,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--quick", action="store_true", help="about a minute: 2 contenders, N 1,2, 8 s")
     p.add_argument("--keep", action="store_true", help="keep the per-point logs and configs")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--save", metavar="FILE", default=None, help="also write the JSON report")
     p.set_defaults(handler=_bench_cameras)
 
 
