@@ -67,7 +67,12 @@ def register(subparsers: Any) -> None:
         "Ultralytics loop (docs/benchmarks.md)",
     )
     p.add_argument("--cameras", default=None, help="camera counts to try (1,2,3,4,6,8)")
-    p.add_argument("--contenders", default=None, help="comma list (default: all but *-batch1)")
+    p.add_argument(
+        "--contenders",
+        default=None,
+        help="comma list: siteguard-{fp32,int8}[-gated], ultralytics-{pt,onnx} (the default), "
+        "siteguard-int8-batch1, siteguard-int8-slowcam0",
+    )
     p.add_argument("--fps", type=int, default=5, help="stream frame rate = camera fps (5)")
     p.add_argument("--width", type=int, default=1280, help="stream width (1280)")
     p.add_argument("--height", type=int, default=720, help="stream height (720)")
