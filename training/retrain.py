@@ -133,6 +133,8 @@ def split_samples(
     from training.classmap import OUR_CLASSES
     from training.datasets import DatasetWriter, Sample, extract_zip, yolo_samples
 
+    targets = names or OUR_CLASSES
+
     source = extract_zip(zip_path, out / "samples-zip")
     entries = json.loads((source / "manifest.json").read_text())
     if not entries:
@@ -145,7 +147,7 @@ def split_samples(
         "audit": DatasetWriter(out / "samples-audit", names),
     }
     counts = {"train": 0, "test": 0, "audit": 0}
-    for sample in yolo_samples(source / "data.yaml", targets=names or OUR_CLASSES):
+    for sample in yolo_samples(source / "data.yaml", _unlabelled(source, names), targets):
         event_id = event_of.get(sample.image.name)
         if event_id is None:
             raise RetrainError(f"{zip_path}: {sample.image.name} is not in manifest.json")
@@ -225,13 +227,25 @@ def _base_files(client: Any, options: RetrainOptions, work: Path) -> tuple[Path,
         ) from exc
 
 
+def _unlabelled(source: Path, names: Sequence[str] | None) -> str | None:
+    """A `--class-map` dropping the zip's listed classes that `names` lacks. With `names` from
+    `model_classes` those have no boxes (the service always lists head, helmet and person)."""
+    from training.data_yaml import load_data_yaml
+
+    if names is None:
+        return None
+    listed = load_data_yaml(source / "data.yaml")["names"]
+    return ",".join(f"{n}=-" for n in listed.values() if n not in names) or None
+
+
 def sample_classes(zip_path: Path) -> set[str]:
     """The classes with at least one box in the service's YOLO sample zip."""
     import zipfile
 
     with zipfile.ZipFile(zip_path) as zf:
-        listed = yaml.safe_load(zf.read("data.yaml")) or {}
-        names = {int(k): str(v) for k, v in (listed.get("names") or {}).items()}
+        listed = (yaml.safe_load(zf.read("data.yaml")) or {}).get("names") or {}
+        listed = dict(enumerate(listed)) if isinstance(listed, list) else listed
+        names = {int(k): str(v) for k, v in listed.items()}
         ids = {
             int(line.split()[0])
             for member in zf.namelist()
@@ -322,7 +336,7 @@ def retrain(options: RetrainOptions) -> RetrainResult:
         log.info(
             "%d samples: %d to train on, %d held back, %d audit frames held back", *_counts(split)
         )
-        _check_trainable(added, split, options)
+        check_trainable(added, split, options)
         data = build_dataset(
             split, options.base_data, work / "dataset", options.repeat_samples, names
         )
@@ -410,7 +424,7 @@ def retrain(options: RetrainOptions) -> RetrainResult:
     return RetrainResult(version, data_version, onnx, weights, metrics, record)
 
 
-def _check_trainable(added: Sequence[str], split: SampleSplit, options: RetrainOptions) -> None:
+def check_trainable(added: Sequence[str], split: SampleSplit, options: RetrainOptions) -> None:
     """A class the model gains must have boxes to learn from: one that is labelled only in
     held-back samples would ship untrained (and a `harness` class that never fires makes every
     worker at height a violation)."""

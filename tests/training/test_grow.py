@@ -39,6 +39,7 @@ def test_old_rows_and_every_other_tensor_are_the_base_ones(grown: Path) -> None:
         assert torch.equal(wide.weight[:3], narrow.weight)
         assert torch.equal(wide.bias[:3], narrow.bias)
         assert (wide.bias[3:] < -4).all()  # the new classes start from a low prior
+        assert not wide.weight[3:].any()  # the same on every pixel
     widened = {f"{n}.{p}" for n, m in new.named_modules() if m in {w for w, _ in convs}
                for p in ("weight", "bias")}  # fmt: skip
     old_state = base.state_dict()
@@ -73,3 +74,64 @@ def test_names_must_extend_the_base_in_order(tmp_path: Path) -> None:
         grow_checkpoint(BASE, ("head", "helmet", "person", "vest", "vest"), tmp_path / "x.pt")
     assert grow_checkpoint(BASE, ("head", "helmet", "person"), tmp_path / "x.pt") == BASE
     assert not (tmp_path / "x.pt").exists()
+
+
+def _sample_zip(path: Path, labels: dict[str, str], names: dict[int, str]) -> Path:
+    """A zip laid out as GET /api/v1/samples/export?format=yolo writes it: {event id: label}."""
+    import json
+    import zipfile
+
+    import cv2
+    import numpy as np
+    import yaml
+
+    ok, jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 120, np.uint8))
+    manifest = []
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, (event_id, rows) in enumerate(labels.items(), start=1):
+            zf.writestr(f"images/{n:08d}.jpg", jpeg.tobytes())
+            zf.writestr(f"labels/{n:08d}.txt", rows)
+            manifest.append({"image": f"images/{n:08d}.jpg", "event_id": event_id})
+        data = {"path": ".", "train": "images", "val": "images", "names": names}
+        zf.writestr("data.yaml", yaml.safe_dump(data))
+        zf.writestr("manifest.json", json.dumps(manifest))
+    return path
+
+
+def test_retrain_grows_by_the_labelled_classes_and_needs_them_trained(tmp_path: Path) -> None:
+    import uuid
+
+    import yaml
+
+    from training import retrain as rt
+
+    pytest.importorskip("ultralytics")
+    if not BASE.is_file():
+        pytest.skip(f"no bundled .pt at {BASE}")
+    ids = [str(uuid.UUID(int=i * 7919)) for i in range(40)]
+    held = next(i for i in ids if rt.is_held_back(i, 0.3))
+    kept = next(i for i in ids if not rt.is_held_back(i, 0.3))
+    names = {0: "head", 1: "helmet", 2: "person", 3: "vest", 4: "harness"}  # harness: no box
+    options = rt.RetrainOptions(url="http://x", token="t", base_model="b", holdout=0.3)
+
+    # vest labelled on a trained sample: the model grows by vest alone, vest is id 3.
+    archive = _sample_zip(tmp_path / "a.zip", {kept: "3 0.5 0.5 0.2 0.3\n", held: ""}, names)
+    classes, added = rt.model_classes(BASE, archive, None)
+    assert (classes, added) == (("head", "helmet", "person", "vest"), ("vest",))
+    split = rt.split_samples(archive, tmp_path / "a", 0.3, classes)
+    rt.check_trainable(added, split, options)
+    data = yaml.safe_load((split.train / "data.yaml").read_text())
+    assert data["names"] == dict(enumerate(classes))
+    assert next((split.train / "train" / "labels").iterdir()).read_text().startswith("3 ")
+
+    # vest labelled only on a held-back sample: it would ship untrained, so the retrain stops.
+    rows = {kept: "0 0.5 0.5 0.2 0.3\n", held: "3 0.5 0.5 0.2 0.3\n"}
+    archive = _sample_zip(tmp_path / "b.zip", rows, names)
+    classes, added = rt.model_classes(BASE, archive, None)
+    split = rt.split_samples(archive, tmp_path / "b", 0.3, classes)
+    with pytest.raises(rt.RetrainError, match="vest are labelled only in held-back samples"):
+        rt.check_trainable(added, split, options)
+
+    archive = _sample_zip(tmp_path / "c.zip", {kept: "0 0.5 0.5 0.2 0.3\n"}, {0: "Safety Vest"})
+    with pytest.raises(rt.RetrainError, match="cannot be added.*lowercase letters"):
+        rt.model_classes(BASE, archive, None)
