@@ -151,6 +151,11 @@ def _retrain(args: argparse.Namespace) -> int:
         print(json.dumps(result.record, indent=2, default=str))
         return 0
     print(f"registered candidate {result.version} (dataset {result.dataset_version})")
+    info = result.metrics["retrain"]
+    if info["classes_added"]:
+        print(
+            f"  classes   {', '.join(info['classes'])}   (new: {', '.join(info['classes_added'])})"
+        )
     for key in ("benchmark", "field", *options.also_evaluate):
         cand, base = result.metrics.get(key), result.metrics["baseline"].get(key)
         if cand and base:

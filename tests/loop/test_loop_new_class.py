@@ -91,7 +91,7 @@ def label_as_a_trainer(svc: LoopService, image: Path) -> int:
 
 
 def test_one_retrain_adds_vest_and_keeps_the_old_classes(
-    tmp_path: Path, hardhat_dir: Path, css_dir: Path
+    tmp_path: Path, hardhat_dir: Path, css_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("ultralytics")
     import torch
@@ -120,6 +120,7 @@ def test_one_retrain_adds_vest_and_keeps_the_old_classes(
         started = time.monotonic()
         assert main(args) == 0
         took = time.monotonic() - started
+        assert "(new: vest)" in capsys.readouterr().out
         print(f"\nnew class by one retrain: {took:.0f} s ({SAMPLES} samples + 8 base images, "
               f"1 epoch at 320 px, export, 2 evaluations, register)")  # fmt: skip
 
