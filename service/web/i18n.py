@@ -364,6 +364,8 @@ MESSAGES: dict[str, dict[str, str]] = {
             "class or delete it in the list, then save."
         ),
         "samples.new_class": "Class for new boxes",
+        "samples.other_class": "Or a class the model lacks",
+        "samples.other_class_rule": "lowercase words joined by _, e.g. gloves or safety_glasses",
         "samples.class": "Class",
         "samples.position": "Position (pixels)",
         "samples.delete": "Delete",
@@ -732,6 +734,8 @@ MESSAGES: dict[str, dict[str, str]] = {
             "点击标注框可选中；在画面上拖动可画新框。在列表中修改类别或删除标注框，然后保存。"
         ),
         "samples.new_class": "新框的类别",
+        "samples.other_class": "或模型尚无的类别",
+        "samples.other_class_rule": "小写英文单词，以 _ 连接，例如 gloves 或 safety_glasses",
         "samples.class": "类别",
         "samples.position": "位置（像素）",
         "samples.delete": "删除",
