@@ -80,3 +80,19 @@ def blend_checkpoints(base: Path, tuned: Path, alpha: float, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, out)
     return out
+
+
+def blend_record(weights: Path) -> dict[str, Any] | None:
+    """How a checkpoint was blended ({base, tuned, alpha}), or None for a trained one."""
+    import torch
+
+    record = torch.load(weights, map_location="cpu", weights_only=False).get("blend")
+    return dict(record) if record else None
+
+
+def blend_command(record: dict[str, Any], out: str) -> str:
+    """The `siteguard blend` command line that wrote `out`."""
+    return (
+        f"siteguard blend --base {record['base']} --tuned {record['tuned']} "
+        f"--alpha {record['alpha']} --out {out}"
+    )

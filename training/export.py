@@ -166,6 +166,11 @@ def export(options: ExportOptions) -> ExportResult:
     }
     if options.conf is not None:
         meta[OPERATING_CONF_KEY] = str(options.conf)
+    from training.blend import blend_record
+
+    blended = blend_record(weights)
+    if blended:  # the weights are a blend of two checkpoints: the card says how
+        meta["siteguard_blend"] = json.dumps({**blended, "out": str(weights)})
     if class_conf:
         meta[CLASS_CONF_KEY] = json.dumps(class_conf)
     write_metadata(out, meta)

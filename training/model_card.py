@@ -343,6 +343,13 @@ def render(options: CardOptions) -> str:
     lines += [f"- `{i}` **{n}**: {CLASS_MEANING.get(n, n)}" for i, n in sorted(names.items())]
     lines += ["", "## Data", ""] + _data_lines(fp32, meta.get("dataset_version"))
     lines += ["", "## Training", ""]
+    blend = json.loads(meta["siteguard_blend"]) if meta.get("siteguard_blend") else None
+    if blend:
+        lines.append(
+            f"- Weights: `{blend['base']}` + {blend['alpha']} x (`{blend['tuned']}` - "
+            f"`{blend['base']}`), a blend of the base and its fine-tune (`siteguard blend`, "
+            "WiSE-FT; alpha chosen on both validation sets). The run below is the fine-tune."
+        )
     if facts:
         args = facts.get("args", {})
         lines.append(
@@ -416,6 +423,10 @@ def render(options: CardOptions) -> str:
     command = train_command(facts)
     if command:
         lines.append(command)
+    if blend:
+        from training.blend import blend_command
+
+        lines.append(blend_command(blend, blend["out"]))
     export_args = meta.get("siteguard_export")
     if export_args:
         lines.append(json.loads(export_args)["command"])

@@ -5,6 +5,7 @@ Uses the two real checkpoints in models/: v1 and v1.1, which was fine-tuned from
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,22 @@ def test_cli_writes_the_blend(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert code == 0 and out.exists()
     assert "0.5" in capsys.readouterr().out
     assert torch.load(out, map_location="cpu", weights_only=False)["blend"]["alpha"] == 0.5
+
+
+def test_an_exported_blend_says_how_it_was_made(tmp_path: Path) -> None:
+    """The ONNX of a blend records base, fine-tune and alpha; its model card prints the blend
+    command before the export command, so the card still reproduces the shipped file."""
+    from training.export import ExportOptions, export
+    from training.model_card import CardOptions, render
+    from training.onnx_meta import read_metadata
+
+    weights = blend_checkpoints(V1, V11, 0.5, tmp_path / "blend.pt")
+    onnx = export(ExportOptions(weights=weights, out=tmp_path / "b.onnx", imgsz=320,
+                                dataset_version="test")).onnx  # fmt: skip
+    record = json.loads(read_metadata(onnx)["siteguard_blend"])
+    assert record == {"base": str(V1), "tuned": str(V11), "alpha": 0.5, "out": str(weights)}
+    card = render(CardOptions(model=onnx, timing_frames=0))
+    command = f"siteguard blend --base {V1} --tuned {V11} --alpha 0.5 --out {weights}"
+    assert command in card
+    assert card.index(command) < card.index("siteguard export --weights")
+    assert "a blend of the base and its fine-tune" in card
