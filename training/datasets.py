@@ -66,7 +66,9 @@ class DatasetWriter:
         self.splits: set[str] = set()
         self._names: set[tuple[str, str]] = set()
 
-    def add(self, sample: Sample, prefix: str = "") -> None:
+    def add(self, sample: Sample, prefix: str = "", label_text: str | None = None) -> None:
+        """Link the image and write its labels: `label_text` verbatim when given (it must
+        hold `sample.rows`), else the rows formatted."""
         source = sample.image.absolute()
         if not source.is_file():
             raise ImagesError(f"image not found: {source}")
@@ -81,8 +83,9 @@ class DatasetWriter:
         image_dir.mkdir(parents=True, exist_ok=True)
         label_dir.mkdir(parents=True, exist_ok=True)
         os.symlink(source, image_dir / name)
-        lines = [f"{int(r[0])} {r[1]:.6f} {r[2]:.6f} {r[3]:.6f} {r[4]:.6f}\n" for r in sample.rows]
-        (label_dir / Path(name).with_suffix(".txt")).write_text("".join(lines))
+        if label_text is None:
+            label_text = "".join(format_rows(sample.rows))
+        (label_dir / Path(name).with_suffix(".txt")).write_text(label_text)
         if len(sample.rows):
             self.max_class = max(self.max_class, int(sample.rows[:, 0].max()))
         self.splits.add(sample.split)
@@ -102,6 +105,11 @@ class DatasetWriter:
         manifest = build_manifest(self.out / "data.yaml", name=name, parents=list(parents))
         write_manifest(manifest, self.out)
         return manifest
+
+
+def format_rows(rows: np.ndarray) -> list[str]:
+    """YOLO label lines `class cx cy w h` (6 decimals) of (N, 5) rows."""
+    return [f"{int(r[0])} {r[1]:.6f} {r[2]:.6f} {r[3]:.6f} {r[4]:.6f}\n" for r in rows]
 
 
 def _remap(rows: np.ndarray, to_ours: dict[int, int | None]) -> np.ndarray:
