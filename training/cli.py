@@ -384,6 +384,9 @@ def _register_dataset(subparsers: argparse._SubParsersAction) -> None:
         help="keep this stable share of the base's train images (its val/test stay whole)",
     )
     merge.set_defaults(handler=_dataset_merge)
+    from training.pseudo_label_cli import register_pseudo_label
+
+    register_pseudo_label(sub)
     info = sub.add_parser("info", help="version, classes and counts of a dataset")
     info.add_argument("source", type=Path, help="data.yaml or dataset folder")
     info.add_argument("--json", action="store_true", help="print the manifest without files")
