@@ -8,7 +8,9 @@ model's `person` class, with the labeller's own settings (640 px, one image per 
 - `hhw-valid`, `hhw-train`: Hard Hat Workers images with at least one person box (the model
   never saw them: both are fair for choosing the threshold);
 - `hhw-test`: the same on test, reported only;
-- `css`: Construction Site Safety, every image, class `Person` (reported only).
+- `css`: Construction Site Safety, every image, class `Person` (reported only);
+- `css-val`, `css-test`: its group splits as imported into `data/css` (docs/benchmarks.md,
+  issue 13), with `--css-groups data/css`.
 
 AP50 comes from supervision's MeanAveragePrecision as `training/evaluate.py` computes it, P and R
 at IoU 0.5 from its Precision / Recall, one inference pass per image at conf 0.001. On Hard Hat
@@ -38,7 +40,7 @@ CONFS = (0.25, 0.3, 0.4, 0.5, 0.6, 0.7)
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "pseudo-label"
 
 
-def person_sets(shared: Path) -> dict[str, tuple[list[Path], int, int]]:
+def person_sets(shared: Path, css_groups: Path | None) -> dict[str, tuple[list[Path], int, int]]:
     """name -> (images, the person class id in its labels, number of classes)."""
     from training.labels import label_path_for, list_images, read_labels
 
@@ -52,6 +54,9 @@ def person_sets(shared: Path) -> dict[str, tuple[list[Path], int, int]]:
         ]
         sets[name] = (images, 2, 3)
     sets["css"] = (list_images(shared / "data" / "construction-site-safety" / "images"), 5, 10)
+    if css_groups is not None:  # an import in our classes: person is 2 of 3
+        for split in ("val", "test"):
+            sets[f"css-{split}"] = (list_images(css_groups / split / "images"), 2, 3)
     return sets
 
 
@@ -134,6 +139,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=SHARED / "weights" / "yolo11n-coco.pt")
     parser.add_argument("--sets", default="hhw-valid,hhw-train,hhw-test,css")
+    parser.add_argument("--css-groups", type=Path, default=None, help="e.g. data/css")
     parser.add_argument("--limit", type=int, default=None, help="first N images of each set")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--render", type=Path, default=None, help="a pseudo-labelled version")
@@ -143,7 +149,7 @@ def main() -> int:
         for path in render(args.render, args.render_source):
             print(path)
         return 0
-    sets = person_sets(SHARED)
+    sets = person_sets(SHARED, args.css_groups)
     results = {}
     for name in args.sets.split(","):
         images, person, classes = sets[name]
