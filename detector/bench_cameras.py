@@ -454,7 +454,7 @@ def run_plain(
 ) -> dict[str, Any]:
     log = workdir / "plain.log"
     env = {**os.environ, "YOLO_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "detector.bench_plain", str(contender.model),
+    cmd = [sys.executable, "-m", "detector.bench_plain", str(contender.model), str(args.fps),
            str(args.settle), str(args.duration), *(cams.url(i) for i in range(n))]  # fmt: skip
     server_before = _cpu_seconds(cams.proc.pid)
     started = time.monotonic()
@@ -620,7 +620,7 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(
                 f"{p['contender']:<25}{p['n']:>3}  {'yes' if p['passed'] else 'NO':<5}"
                 f"{p50:>7.2f}{p95:>7.2f}{handled:>9.0%}{dropped:>9.0%}{read:>7.0%}"
-                f"{p['cpu_cores']:>7.2f}{p['rss_mib']:>9.0f}  {p['reason']}"
+                f"{p['cpu_cores'] or 0:>7.2f}{p['rss_mib']:>9.0f}  {p['reason']}"
             )
         else:
             lines.append(f"{p['contender']:<25}{p['n']:>3}  NO   {p['reason']}")

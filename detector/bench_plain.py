@@ -16,8 +16,12 @@ camera (a moment the loop was waiting for the camera, not behind it). Age = pred
 (t0 + pts). If the loop never caught up, `t0` is late and the ages come out too small: the
 error favours this contender.
 
-Run by the bench as `python -m detector.bench_plain MODEL SETTLE_S SECONDS URL...`; prints one
-JSON line.
+The model is warmed up before the cameras open, and the measured window starts once every
+camera has caught up with its stream after the opening (a read waited for the camera), or
+`CATCH_UP_S` after the start at the latest: a one-off queue from the start is not the steady state.
+
+Run by the bench as `python -m detector.bench_plain MODEL FPS SETTLE_S SECONDS URL...`; prints
+one JSON line.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+CATCH_UP_S = 15.0
 
 
 def _rss_mib() -> float:
@@ -49,11 +55,17 @@ def _load(model: str) -> Any:
     return YOLO(model, task="detect")
 
 
-def run(model_path: str, settle_s: float, seconds: float, urls: list[str]) -> dict[str, Any]:
+def run(
+    model_path: str, fps: float, settle_s: float, seconds: float, urls: list[str]
+) -> dict[str, Any]:
     import cv2
 
     os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+    import numpy as np
+
     model = _load(model_path)
+    for _ in range(3):  # the first calls initialise lazily: not what a running loop pays
+        model.predict(np.zeros((720, 1280, 3), np.uint8), verbose=False)
     caps = []
     for url in urls:
         cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG)
@@ -63,18 +75,24 @@ def run(model_path: str, settle_s: float, seconds: float, urls: list[str]) -> di
     # (read time, stream time, prediction done) of every frame, per camera
     frames: list[list[tuple[float, float, float]]] = [[] for _ in urls]
     ended = [False] * len(urls)
+    caught_up = [False] * len(urls)  # a read waited for the camera: nothing was queued
     start = time.time()
-    window = (start + settle_s, start + settle_s + seconds)
+    window = (float("inf"), float("inf"))
     cpu: list[tuple[float, float]] = []  # (wall, process CPU) at the window's ends
     while time.time() < window[1] and not all(ended):
-        if not cpu and time.time() >= window[0]:
-            cpu.append((time.time(), sum(os.times()[:2])))
+        now = time.time()
+        settled = now >= start + settle_s and (all(caught_up) or now >= start + CATCH_UP_S)
+        if not cpu and settled:
+            window = (now, now + seconds)
+            cpu.append((now, sum(os.times()[:2])))
         for index, cap in enumerate(caps):
+            asked_at = time.time()
             ok, frame = cap.read()
             read_at = time.time()
             if not ok:
                 ended[index] = True
                 continue
+            caught_up[index] = caught_up[index] or read_at - asked_at >= 0.5 / fps
             pts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
             model.predict(frame, verbose=False)
             frames[index].append((read_at, pts, time.time()))
@@ -104,11 +122,11 @@ def run(model_path: str, settle_s: float, seconds: float, urls: list[str]) -> di
 
 
 def main(argv: list[str]) -> int:
-    model, settle_s, seconds, *urls = argv
+    model, fps, settle_s, seconds, *urls = argv
     out = os.fdopen(os.dup(1), "w")  # keep library chatter off the result line
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    result = run(model, float(settle_s), float(seconds), urls)
+    result = run(model, float(fps), float(settle_s), float(seconds), urls)
     print(json.dumps(result), file=out, flush=True)
     return 0
 
