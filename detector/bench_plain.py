@@ -26,6 +26,7 @@ one JSON line.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -51,6 +52,7 @@ def _load(model: str) -> Any:
 
     if model.endswith(".onnx"):  # Ultralytics may write beside an exported file: use a copy
         workdir = Path(tempfile.mkdtemp(prefix="siteguard-bench-plain-"))
+        atexit.register(shutil.rmtree, workdir, ignore_errors=True)
         model = shutil.copy(model, workdir / Path(model).name)
     return YOLO(model, task="detect")
 
