@@ -212,7 +212,9 @@ class Runner:
             if frame is None:
                 continue
             pipe.last_seq = frame.seq
-            pipe.next_due = now + 1.0 / pipe.config.fps
+            # Anchored to the schedule, not to `now`: a step that runs a little late must not
+            # push every later frame back (at fps = the stream's rate that dropped ~10 %).
+            pipe.next_due = max(pipe.next_due + 1.0 / pipe.config.fps, now)
             handled += 1
             try:
                 if pipe.gate.should_infer(frame.image, frame.timestamp):
