@@ -106,6 +106,11 @@ def export_command(options: ExportOptions, imgsz: int) -> str:
         parts.append(f"--cross-data {options.cross_data} --cross-split {options.cross_split}")
     if options.class_map:
         parts.append(f"--class-map {options.class_map}")
+    # Names given by hand are part of what the file says about itself.
+    if options.model_version:
+        parts.append(f"--model-version {options.model_version}")
+    if options.dataset_version:
+        parts.append(f"--dataset-version {options.dataset_version}")
     return " ".join(parts)
 
 

@@ -429,7 +429,11 @@ def render(options: CardOptions) -> str:
         lines.append(blend_command(blend, blend["out"]))
     export_args = meta.get("siteguard_export")
     if export_args:
-        lines.append(json.loads(export_args)["command"])
+        exported = json.loads(export_args)
+        best = f"{facts['run']}/weights/best.pt" if facts else None
+        if best and not blend and exported.get("weights") not in (None, best):
+            lines.append(f"cp {best} {exported['weights']}")  # the run's weights, shipped
+        lines.append(exported["command"])
     if fp32:
         cmd = (
             f"siteguard evaluate --model {_rel(model)} --data {_rel(fp32['data'])} "

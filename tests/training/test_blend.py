@@ -18,7 +18,7 @@ from siteguard.cli import main  # noqa: E402
 from training.blend import BlendError, blend_checkpoints, blend_state  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
-V1, V11 = MODELS / "siteguard-ppe-v1.pt", MODELS / "siteguard-ppe.pt"
+V1, V11 = MODELS / "siteguard-ppe-v1.pt", MODELS / "siteguard-ppe-v1.1.pt"
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
