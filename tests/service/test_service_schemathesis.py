@@ -35,8 +35,11 @@ def test_no_server_errors(live: Live, tmp_path: Path) -> None:
         f"X-API-Key: {live.keys['site-a']}",
         "--request-timeout",
         "60",
+        # One worker: with two, Hypothesis' ast.parse of its filter lambdas ran in two threads and
+        # CPython 3.11.7 raised "SystemError: AST constructor recursion depth mismatch" inside
+        # schemathesis (CPython gh-106905, fixed in later releases) - a tool crash, not ours.
         "--workers",
-        "2",
+        "1",
         "--seed",
         "1",
         "--no-color",
