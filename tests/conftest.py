@@ -44,6 +44,15 @@ def css_dir(shared_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def coco_weights(shared_dir: Path) -> Path:
+    """The COCO-pretrained YOLO11n of ../shared/weights (a base to fine-tune, a person labeller)."""
+    path = shared_dir / "weights" / "yolo11n-coco.pt"
+    if not path.is_file():
+        pytest.skip(f"COCO weights not found: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
 def bundled_model() -> Path:
     """The shipped ONNX model (YOLO11n fine-tuned on hardhat-workers)."""
     assert BUNDLED_MODEL.is_file(), f"bundled model missing: {BUNDLED_MODEL}"

@@ -23,21 +23,13 @@ FIGURES = ("map50", "map50_95", "worker_accuracy", "violation_precision", "viola
 
 
 @pytest.fixture(scope="module")
-def base_weights(shared_dir: Path) -> Path:
-    path = shared_dir / "weights" / "yolo11n-coco.pt"
-    if not path.is_file():
-        pytest.skip(f"base weights not found: {path}")
-    return path
-
-
-@pytest.fixture(scope="module")
-def run_dir(mini_data: Path, base_weights: Path, tmp_path_factory: pytest.TempPathFactory):
+def run_dir(mini_data: Path, coco_weights: Path, tmp_path_factory: pytest.TempPathFactory):
     from training.train import TrainOptions, train
 
     project = tmp_path_factory.mktemp("runs")
     options = TrainOptions(
         data=mini_data,
-        base_weights=base_weights,
+        base_weights=coco_weights,
         epochs=1,
         imgsz=160,
         batch=8,

@@ -41,14 +41,6 @@ def copy_images(hardhat_dir: Path, out: Path, sizes: dict[str, int]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def coco_model(shared_dir: Path) -> Path:
-    path = shared_dir / "weights" / "yolo11n-coco.pt"
-    if not path.is_file():
-        pytest.skip(f"COCO weights not found: {path}")
-    return path
-
-
-@pytest.fixture(scope="module")
 def source(hardhat_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 train, 2 val and 2 test real site photos (none of them labels a person)."""
     sizes = {"train": 4, "valid": 2, "test": 2}
@@ -56,11 +48,11 @@ def source(hardhat_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def labelled(source: Path, coco_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def labelled(source: Path, coco_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The pseudo-labelled version, built through the command line."""
     out = tmp_path_factory.mktemp("out") / "hhw-person"
     argv = ["dataset", "pseudo-label", str(source), "--out", str(out), "--conf", str(CONF),
-            "--model", str(coco_model)]  # fmt: skip
+            "--model", str(coco_weights)]  # fmt: skip
     assert main(argv) == 0
     return out
 
@@ -111,7 +103,7 @@ def test_manifest_records_recipe_and_parent(source: Path, labelled: Path) -> Non
 
 
 def test_prediction_over_a_labelled_person_is_dropped(
-    hardhat_dir: Path, labelled: Path, coco_model: Path, tmp_path: Path
+    hardhat_dir: Path, labelled: Path, coco_weights: Path, tmp_path: Path
 ) -> None:
     """Label one predicted person by hand: a second run keeps the hand label, adds no copy."""
     src = copy_images(hardhat_dir, tmp_path / "src", {"train": 4})
@@ -124,7 +116,7 @@ def test_prediction_over_a_labelled_person_is_dropped(
     hand = labels.joinpath(name).read_text() + predicted[-1] + "\n"
     labels.joinpath(name).write_text(hand)
 
-    manifest = pseudo_label(PseudoLabelOptions(src, tmp_path / "out", CONF, coco_model))
+    manifest = pseudo_label(PseudoLabelOptions(src, tmp_path / "out", CONF, coco_weights))
     written = tmp_path / "out" / "train" / "labels" / name
     assert written.read_text().startswith(hand)
     assert len(written.read_text().splitlines()) == len(predicted)  # one dropped, one by hand
@@ -141,13 +133,13 @@ def _xyxy(rows: np.ndarray) -> np.ndarray:
 
 
 def test_bad_model_class_or_split_is_a_clear_error(
-    source: Path, coco_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    source: Path, coco_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base = ["dataset", "pseudo-label", str(source), "--conf", "0.4"]
     missing = tmp_path / "nope.pt"
     assert main([*base, "--out", str(tmp_path / "a"), "--model", str(missing)]) == 2
     assert f"model not found: {missing}" in capsys.readouterr().err
-    model = ["--model", str(coco_model)]
+    model = ["--model", str(coco_weights)]
     assert (
         main([*base, "--out", str(tmp_path / "b"), *model, "--class", "worker", "--as", "person"])
         == 2

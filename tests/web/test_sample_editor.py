@@ -79,6 +79,14 @@ def samples(live_service: LiveService) -> dict[str, int]:
     return {"a": _make_sample(live_service), "b": _make_sample(live_service, site_b=True)}
 
 
+def _wait_for_frame(page) -> None:  # noqa: ANN001 - a Playwright page
+    """Until the sample's frame has loaded (its boxes are drawn over it)."""
+    page.wait_for_function(
+        "() => { const i = document.getElementById('sample-frame');"
+        " return i.complete && i.naturalWidth > 0; }"
+    )
+
+
 def test_trainers_see_the_list_and_the_editor(live_service: LiveService, samples: dict) -> None:
     sid = samples["a"]
     for username in ("trainer", "admin"):
@@ -150,10 +158,7 @@ def test_edit_boxes_in_the_browser(
     page.get_by_role("link", name="Training samples").click()
     page.locator(f'#samples tr[data-sample="{sid}"] a.cam').click()
     page.wait_for_url(f"**/samples/{sid}")
-    page.wait_for_function(
-        "() => { const i = document.getElementById('sample-frame');"
-        " return i.complete && i.naturalWidth > 0; }"
-    )
+    _wait_for_frame(page)
     assert page.locator("#sample-svg rect[data-index]").count() == 3
     frame = page.locator("#sample-svg").bounding_box()
     scale = FRAME_W / frame["width"]  # frame pixels per screen pixel
@@ -228,10 +233,7 @@ def test_move_and_resize_boxes_and_one_name_per_class(
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     _login(page, "trainer")
     page.goto(f"/samples/{sid}")
-    page.wait_for_function(
-        "() => { const i = document.getElementById('sample-frame');"
-        " return i.complete && i.naturalWidth > 0; }"
-    )
+    _wait_for_frame(page)
     names = page.eval_on_selector_all("#sample-svg text", "els => els.map(e => e.textContent)")
     assert "#1 Head (no helmet)" in names and "#3 Helmet" in names, names
     frame = page.locator("#sample-svg").bounding_box()
@@ -307,10 +309,7 @@ def test_draw_a_box_of_a_new_class_in_the_browser(
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     _login(page, "trainer")
     page.goto(f"/samples/{sid}")
-    page.wait_for_function(
-        "() => { const i = document.getElementById('sample-frame');"
-        " return i.complete && i.naturalWidth > 0; }"
-    )
+    _wait_for_frame(page)
     frame = page.locator("#sample-svg").bounding_box()
 
     sx, sy = frame["width"] / FRAME_W, frame["height"] / FRAME_H
