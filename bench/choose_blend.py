@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from choose_thresholds import grid_rows  # noqa: E402
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
-BASE_PAIR = (0.5, 0.2)  # the shipped model's own thresholds (head, helmet)
+BASE_PAIR = "0.5,0.2"  # v1.1's own thresholds (head, helmet); v1.2 runs at 0.25,0.2
 TOLERANCE = 0.005  # benchmark val worker accuracy the blend may give up
 
 
@@ -62,7 +62,9 @@ def main() -> int:
     parser.add_argument("--alphas", default=",".join(str(a) for a in ALPHAS))
     parser.add_argument("--work", type=Path, default=Path("var/blend"))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--base-pair", default=BASE_PAIR, help="the base's own head,helmet")
     args = parser.parse_args()
+    base_pair = tuple(float(t) for t in args.base_pair.split(","))
     args.work.mkdir(parents=True, exist_ok=True)
     rows = []
     for alpha in (float(a) for a in args.alphas.split(",")):
@@ -71,9 +73,9 @@ def main() -> int:
         if args.json:  # keep what was measured if the run is cut short
             args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
-    base = next(r for r in rows if r["alpha"] == 0.0 and (r["head"], r["helmet"]) == BASE_PAIR)
+    base = next(r for r in rows if r["alpha"] == 0.0 and (r["head"], r["helmet"]) == base_pair)
     floor = base["main"]["worker_accuracy"] - TOLERANCE
-    print(f"\nbase at {BASE_PAIR}: benchmark val {base['main']['worker_accuracy']:.3f}, "
+    print(f"\nbase at {base_pair}: benchmark val {base['main']['worker_accuracy']:.3f}, "
           f"second source val strict {base['cross']['strict_worker_accuracy']:.3f}; "
           f"floor {floor:.3f}")  # fmt: skip
     print("\n| alpha | head | helmet | benchmark val worker acc. | cross val worker acc. | "

@@ -383,6 +383,12 @@ def _register_dataset(subparsers: argparse._SubParsersAction) -> None:
         default=1.0,
         help="keep this stable share of the base's train images (its val/test stay whole)",
     )
+    merge.add_argument(
+        "--names",
+        default=None,
+        help="the new version's classes in id order, e.g. head,helmet,person,vest,no_vest "
+        "(default: ours); a source class left out must have no boxes",
+    )
     merge.set_defaults(handler=_dataset_merge)
     from training.pseudo_label_cli import register_pseudo_label
 
@@ -449,11 +455,28 @@ def _dataset_merge(args: argparse.Namespace) -> int:
             name=args.name,
             repeat=args.repeat,
             base_train_share=args.base_train_share,
+            names=_class_list(args.names),
         )
         manifest = record_recipe(args.out, _command(args), [args.base, *args.add])
     _print_manifest(manifest)
     print(f"data: {args.out / 'data.yaml'}")
     return 0
+
+
+def _class_list(text: str | None) -> tuple[str, ...] | None:
+    """`head,helmet,vest` -> the class names, each checked like a name the box editor adds."""
+    from siteguard.cli import CliError
+    from training.classmap import class_name_error
+
+    if text is None:
+        return None
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names or len(set(names)) != len(names):
+        raise CliError(f"--names {text!r}: give each class once, e.g. head,helmet,person")
+    for name in names:
+        if error := class_name_error(name):
+            raise CliError(f"--names: {error}")
+    return names
 
 
 def _dataset_info(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from training.box_convention import grow_boxes, parse_box_growth
-from training.classmap import OUR_CLASSES, parse_class_map, resolve_names
+from training.classmap import DROP, OUR_CLASSES, parse_class_map, resolve_names
 from training.data_yaml import SPLITS, load_data_yaml
 from training.group_split import parse_split_fractions, read_groups, split_of_group
 from training.labels import ImagesError, label_path_for, list_images, read_labels
@@ -315,7 +315,9 @@ def merge_datasets(
                 raise DatasetError(f"dataset not found: {source}")
             parents.append(dataset_version(data_yaml))
             prefix = f"v{index}"
-            samples = yolo_samples(data_yaml, targets=names or OUR_CLASSES)
+            samples = yolo_samples(
+                data_yaml, _drop_empty_classes(data_yaml, names), targets=names or OUR_CLASSES
+            )
             for sample in tqdm(samples, desc=f"merge {source.name}"):
                 if index == 0:
                     if sample.split != "train" or in_stable_share(sample.image, base_train_share):
@@ -329,6 +331,17 @@ def merge_datasets(
         if writer.out.exists() and not read_manifest(writer.out):
             shutil.rmtree(writer.out, ignore_errors=True)
         raise
+
+
+def _drop_empty_classes(data_yaml: Path, names: Sequence[str] | None) -> str | None:
+    """With an explicit class list, the class map that drops a source's classes outside it
+    that carry no box (e.g. `harness` in a version written in our full vocabulary): nothing
+    is lost. A class outside the list that has boxes stays an error."""
+    if names is None:
+        return None
+    source_names = load_data_yaml(data_yaml)["names"].values()
+    empty = set(source_names) - set(names) - labelled_classes(data_yaml)
+    return ",".join(f"{name}={DROP}" for name in sorted(empty)) or None
 
 
 def labelled_classes(source: Path) -> set[str]:

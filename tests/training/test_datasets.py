@@ -68,6 +68,40 @@ def test_merge_keeps_parents_and_every_sample(mini_copy: Path, mini_data: Path, 
     assert all(p.is_symlink() for p in (tmp_path / "v2" / "train" / "images").iterdir())
 
 
+def test_merge_names_the_class_list_and_drops_only_empty_classes(
+    mini_copy: Path, mini_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 4-class version (vest beside head/helmet/person) from a base without vests and a site
+    import written in our full vocabulary: its empty harness classes go, its vests stay."""
+    _rename_classes(mini_copy, ["head", "vest", "person"])  # its hard hats stand in for vests
+    site = import_dataset(mini_copy, tmp_path / "site")
+    vests = site["splits"]["train"]["boxes"]["vest"]
+    assert vests > 0 and site["splits"]["train"]["boxes"]["harness"] == 0
+
+    names = "head,helmet,person,vest"
+    out = tmp_path / "grown"
+    code = main(["dataset", "merge", "--base", str(mini_data), "--add", str(tmp_path / "site"),
+                 "--out", str(out), "--names", names])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    merged = json.loads((out / MANIFEST).read_text())
+    assert merged["classes"] == names.split(",")
+    assert merged["splits"]["train"]["boxes"]["vest"] == vests
+    assert yaml.safe_load((out / "data.yaml").read_text())["names"] == dict(
+        enumerate(names.split(","))
+    )
+
+    # Leaving out a class that has boxes would lose them: refused, and nothing written.
+    with pytest.raises(ClassMapError, match="'vest' are not ours"):
+        merge_datasets(
+            mini_data, [tmp_path / "site"], tmp_path / "lossy", names=["head", "helmet", "person"]
+        )
+    assert not (tmp_path / "lossy").exists()
+    for bad in ("head,head", "Head,helmet", ","):
+        code = main(["dataset", "merge", "--base", str(mini_data), "--add", str(tmp_path / "site"),
+                     "--out", str(tmp_path / "bad"), "--names", bad])  # fmt: skip
+        assert code == 2 and "--names" in capsys.readouterr().err
+
+
 def test_bad_label_fails_with_file_and_line_and_leaves_nothing(mini_copy: Path, tmp_path: Path):
     label = sorted((mini_copy.parent / "train" / "labels").glob("*.txt"))[1]
     label.write_text("1 0.5 0.5 0.2 0.2\n7 0.5 0.5 0.2 0.2\n")
