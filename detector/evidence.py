@@ -45,12 +45,15 @@ def blur_regions(image: np.ndarray, detections: sv.Detections, classes: set[str]
 def annotate(
     image: np.ndarray, detections: sv.Detections, highlight: int | Collection[int] | None
 ) -> np.ndarray:
-    """Draw every box (in place; returns the image): the violating one(s) in red, others blue."""
+    """Draw every box (in place; returns the image): the violating one(s) in red, others blue.
+    Red boxes are drawn last, so a person box around a bare head never paints over it."""
     marked = {int(highlight)} if isinstance(highlight, Integral) else set(highlight or ())
     names = detections.data.get("class_name", np.array([], dtype=str))
     conf = detections.confidence if detections.confidence is not None else np.ones(len(names))
     thickness = max(1, round(min(image.shape[:2]) / 300))
-    for i, (x1, y1, x2, y2) in enumerate(detections.xyxy.astype(int)):
+    boxes = detections.xyxy.astype(int)
+    for i in sorted(range(len(boxes)), key=lambda i: i in marked):
+        x1, y1, x2, y2 = boxes[i]
         color = (_VIOLATION if i in marked else _OTHER).as_bgr()
         cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness + (i in marked))
         label = f"{names[i]} {conf[i]:.2f}"

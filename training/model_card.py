@@ -27,10 +27,12 @@ from training.onnx_meta import read_metadata
 CLASS_MEANING = {
     "head": "a head WITHOUT a hard hat (a violation)",
     "helmet": "a head wearing a hard hat",
-    "person": "a whole person (rarely labelled in the training data: unreliable)",
+    "person": "a whole person (from v1.3: the second source's labels plus pseudo-labels on Hard "
+    "Hat Workers; see the person figures in docs/benchmarks.md)",
     "harness": "a safety harness",
     "no_harness": "a worker at height without a harness",
     "vest": "a high-visibility vest",
+    "no_vest": "a torso without a high-visibility vest (a violation where vests are required)",
 }
 
 

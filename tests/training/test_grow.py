@@ -12,7 +12,7 @@ from training.grow import GrowError, class_convs, grow_checkpoint, model_names
 
 pytestmark = pytest.mark.train
 REPO = Path(__file__).resolve().parents[2]
-BASE = REPO / "models" / "siteguard-ppe.pt"
+BASE = REPO / "models" / "siteguard-ppe-v1.2.pt"  # three classes; v1.3 already has vests
 GROWN = ("head", "helmet", "person", "vest", "gloves")
 
 
