@@ -27,8 +27,7 @@ from training.onnx_meta import read_metadata
 CLASS_MEANING = {
     "head": "a head WITHOUT a hard hat (a violation)",
     "helmet": "a head wearing a hard hat",
-    "person": "a whole person (from v1.3: the second source's labels plus pseudo-labels on Hard "
-    "Hat Workers; see the person figures in docs/benchmarks.md)",
+    "person": "a whole person (read its AP50 on the sets below before trusting it)",
     "harness": "a safety harness",
     "no_harness": "a worker at height without a harness",
     "vest": "a high-visibility vest",
