@@ -357,7 +357,13 @@ def run_siteguard(
     port = _free_port()
     config = {
         "detector_id": "bench",
-        "model": {"path": str(contender.model), "watch": False, "follow_promotions": False},
+        # use_int8 off: each contender runs exactly the file it names
+        "model": {
+            "path": str(contender.model),
+            "watch": False,
+            "follow_promotions": False,
+            "use_int8": False,
+        },
         "service": {"url": receiver.url, "api_key": "bench"},
         "outbox": {"path": str(workdir / "outbox.sqlite3")},
         "motion": {"enabled": contender.motion},

@@ -16,7 +16,7 @@ import datetime as dt
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -41,8 +41,10 @@ class _Strict(BaseModel):
 
 class ModelConfig(_Strict):
     path: Path = Path("models/siteguard-ppe.onnx")
-    int8_path: Path | None = None
-    use_int8: bool = False
+    int8_path: Path | None = Path("models/siteguard-ppe-int8.onnx")
+    use_int8: bool | Literal["auto"] = Field(
+        "auto", description="run int8_path: true, false, or auto (VNNI CPU + int8 of `path`)"
+    )
     conf: float = Field(0.2, ge=0.0, le=1.0)  # below tracking.high_conf: extends tracks only
     iou: float = Field(0.5, ge=0.0, le=1.0)
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = all cores")
@@ -59,13 +61,9 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _int8_needs_path(self) -> ModelConfig:
-        if self.use_int8 and self.int8_path is None:
+        if self.use_int8 is True and self.int8_path is None:
             raise ValueError("use_int8 is true but int8_path is not set")
         return self
-
-    @property
-    def active_path(self) -> Path:
-        return self.int8_path if self.use_int8 and self.int8_path else self.path
 
 
 class ServiceConfig(_Strict):

@@ -118,12 +118,22 @@ class DetectorMetrics:
             ["result"],
             registry=r,
         )
+        self.model_info = Gauge(
+            "siteguard_detector_model_info",
+            "1 for the model the detector runs; precision int8 or fp32 (model.use_int8)",
+            ["version", "precision"],
+            registry=r,
+        )
         self.camera_errors = Counter(
             "siteguard_detector_camera_errors_total",
             "Processing errors per camera",
             ["camera"],
             registry=r,
         )
+
+    def set_model(self, version: str, int8: bool) -> None:
+        self.model_info.clear()
+        self.model_info.labels(version, "int8" if int8 else "fp32").set(1)
 
     def on_post_result(self, message_type: str, result: str) -> None:
         if result == "posted":

@@ -21,6 +21,7 @@ from typing import Any
 
 from detector.config import ModelConfig
 from detector.inference import OnnxDetector, file_sha256
+from detector.variant import choose_model_file
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,10 @@ class ModelManager:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.path = config.active_path
-        self._current = self._load(self.path)
-        self._stamp = self._file_stamp(self.path)
+        self.choice = choose_model_file(config)
+        log.info("model file %s (%s)", self.choice.path, self.choice.reason)
+        self._current = self._load(self.choice.path)
+        self._stamps = self._watched_stamps()
         self._rejected: set[str] = set()
 
     @property
@@ -95,13 +97,29 @@ class ModelManager:
         self._on_swap(candidate)
         return True
 
+    @property
+    def path(self) -> Path:
+        """The configured file the detector runs (fp32 or its int8 variant)."""
+        return self.choice.path
+
+    def _watched_stamps(self) -> dict[Path, tuple[float, int] | None]:
+        files = [self.config.path]
+        if self.config.int8_path is not None and self.config.use_int8 is not False:
+            files.append(self.config.int8_path)
+        return {path: self._file_stamp(path) for path in files}
+
     def check_file(self) -> bool:
-        """Reload when the configured file's mtime or size changed."""
-        stamp = self._file_stamp(self.path)
-        if stamp is None or stamp == self._stamp:
+        """Reload when a configured file's mtime or size changed. The fp32/int8 choice is made
+        again: a new fp32 file that its int8 file no longer pairs with runs as fp32."""
+        stamps = self._watched_stamps()
+        if stamps == self._stamps or self._file_stamp(self.config.path) is None:
             return False
-        self._stamp = stamp
-        return self.try_swap(self.path)
+        self._stamps = stamps
+        choice = choose_model_file(self.config)
+        if choice != self.choice:
+            log.info("model file now %s (%s)", choice.path, choice.reason)
+        self.choice = choice
+        return self.try_swap(choice.path)
 
     def apply_announcement(self, active: dict[str, Any] | None, download: Callable) -> bool:
         """Follow the service's promoted model (`active_model` of a heartbeat reply)."""

@@ -84,6 +84,7 @@ class Runner:
             on_result=lambda r: self.metrics.model_reloads.labels(r).inc(),
             on_swap=self._on_swap,
         )
+        self.metrics.set_model(self.models.current.version, self.models.choice.int8)
         self.poster = Poster(config.service, self.outbox, on_result=self.metrics.on_post_result)
         self.shadow = ShadowMode.from_config(config, lambda: self.models.current.version)
         self.audit = AuditSampler.from_config(config)  # audit frames for trainers to label
@@ -187,6 +188,8 @@ class Runner:
         self._frame_ready.set()
 
     def _on_swap(self, detector: OnnxDetector) -> None:
+        choice = self.models.choice  # a promoted download is never the configured int8 file
+        self.metrics.set_model(detector.version, choice.int8 and detector.path == choice.path)
         for pipe in getattr(self, "cameras", {}).values():
             pipe.rules.set_model_classes(set(detector.names.values()))
             self._set_violation_conf(pipe.rules, detector)

@@ -33,6 +33,8 @@ from service.models import AuditFrame
 from service.schemas import AuditFigures
 from training.worker_metrics import WorkerTally
 
+INT8_SUFFIX = "-int8"  # training/export.py names the int8 variant of version V "V-int8"
+
 
 def _arrays(boxes: Iterable[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(xyxy, class names, confidences) of stored boxes; a box without 4 coordinates is skipped."""
@@ -73,18 +75,24 @@ def audit_figures(
     site_ids: Sequence[str] | None = None,
 ) -> dict[str, AuditFigures]:
     """Per model version (those in `versions`, else every one with audit frames), on the sites in
-    `site_ids` (None = all): figures from its labelled audit frames, and how many wait."""
+    `site_ids` (None = all): figures from its labelled audit frames, and how many wait.
+
+    Frames of a version's int8 variant (`V-int8`, what a detector on a VNNI CPU runs by default)
+    count as frames of `V`: the same weights, quantised, within about a point offline
+    (docs/benchmarks.md), and the registry only ever names `V`."""
     stmt = select(
         AuditFrame.model_version, AuditFrame.detections, AuditFrame.labels, AuditFrame.labelled_at
     )
     if versions is not None:
-        stmt = stmt.where(AuditFrame.model_version.in_(list(versions)))
+        wanted = [*versions, *(v + INT8_SUFFIX for v in versions)]
+        stmt = stmt.where(AuditFrame.model_version.in_(wanted))
     if site_ids is not None:
         stmt = stmt.where(AuditFrame.site_id.in_(list(site_ids)))
     tallies: dict[str, WorkerTally] = defaultdict(WorkerTally)
     frames: dict[str, int] = defaultdict(int)
     waiting: dict[str, int] = defaultdict(int)
     for version, detections, labels, labelled_at in db.execute(stmt):
+        version = version.removesuffix(INT8_SUFFIX)
         if labelled_at is None or labels is None:
             waiting[version] += 1
             continue

@@ -193,7 +193,7 @@ def test_int8_model_is_used_when_configured(
     [det] = manager.current.predict([cv2.imread(str(worker_images[0]))])
     assert "person" in set(det.data["class_name"])
     with pytest.raises(ValueError, match="int8_path"):
-        ModelConfig(path=coco_model, use_int8=True)
+        ModelConfig(path=coco_model, use_int8=True, int8_path=None)
 
 
 def test_class_thresholds_parse_from_text_json_and_reject_nonsense() -> None:
