@@ -12,7 +12,7 @@ import pytest
 from detector.config import ModelConfig
 from detector.metrics import DetectorMetrics
 from detector.reload import ModelManager
-from detector.variant import choose_model_file, cpu_has_vnni, int8_pairs
+from detector.variant import choose_model_file, cpu_has_vnni, int8_pairs, model_version
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 FP32, INT8, OLDER = (
@@ -20,6 +20,7 @@ FP32, INT8, OLDER = (
     MODELS / "siteguard-ppe-int8.onnx",
     MODELS / "siteguard-ppe-v1.2.onnx",
 )
+SHIPPED, OLDER_VERSION = model_version(FP32), model_version(OLDER)  # v1.3 and v1.2 in session 8
 
 
 def _cpuinfo(tmp_path: Path, flags: str) -> Path:
@@ -40,13 +41,13 @@ def test_auto_runs_int8_only_on_vnni_and_only_the_int8_of_the_configured_model()
     assert auto.use_int8 == "auto"
     on_vnni = choose_model_file(auto, vnni=True)
     assert (on_vnni.path, on_vnni.int8) == (INT8, True)
-    assert "is the int8 variant of siteguard-ppe-v1.3" in on_vnni.reason
+    assert f"is the int8 variant of {SHIPPED}" in on_vnni.reason
     without = choose_model_file(auto, vnni=False)
     assert (without.path, without.int8) == (FP32, False) and "no VNNI" in without.reason
-    # The shipped int8 file is not a variant of v1.2: a v1.2 camera keeps fp32.
+    # The shipped int8 file is not a variant of an older model: that camera keeps fp32.
     older = choose_model_file(ModelConfig(path=OLDER, int8_path=INT8), vnni=True)
     assert (older.path, older.int8) == (OLDER, False)
-    assert "not the int8 variant of siteguard-ppe-v1.2" in older.reason
+    assert f"not the int8 variant of {OLDER_VERSION}" in older.reason
     assert int8_pairs(FP32, MODELS / "missing.onnx") == (False, f"{MODELS}/missing.onnx not found")
 
 
@@ -71,22 +72,22 @@ def test_a_new_model_file_is_chosen_again(tmp_path: Path, monkeypatch: pytest.Mo
     shutil.copy(INT8, int8)
     metrics = DetectorMetrics()
     manager = ModelManager(ModelConfig(path=fp32, int8_path=int8, watch=False))
-    assert manager.current.path == int8 and manager.current.version == "siteguard-ppe-v1.3-int8"
+    assert manager.current.path == int8 and manager.current.version == f"{SHIPPED}-int8"
     metrics.set_model(manager.current.version, manager.choice.int8)
     shutil.copy(OLDER, fp32)
     os.utime(fp32, (1, 1))  # a different mtime even on a coarse clock
     assert manager.check_file()
-    assert manager.current.path == fp32 and manager.current.version == "siteguard-ppe-v1.2"
+    assert manager.current.path == fp32 and manager.current.version == OLDER_VERSION
     assert not manager.choice.int8 and "not the int8 variant" in manager.choice.reason
     metrics.set_model(manager.current.version, manager.choice.int8)
     exposed = metrics.registry.get_sample_value(
-        "siteguard_detector_model_info", {"version": "siteguard-ppe-v1.2", "precision": "fp32"}
+        "siteguard_detector_model_info", {"version": OLDER_VERSION, "precision": "fp32"}
     )
     assert exposed == 1.0
     assert (
         metrics.registry.get_sample_value(
             "siteguard_detector_model_info",
-            {"version": "siteguard-ppe-v1.3-int8", "precision": "int8"},
+            {"version": f"{SHIPPED}-int8", "precision": "int8"},
         )
         is None
     )
