@@ -257,7 +257,13 @@ def test_runner_tiles_only_the_cameras_that_ask(
     camera = {"source": str(folder), "fps": 50, "playback_fps": 20}
     config = load_config(
         None,
-        model={"path": str(bundled_model), "watch": False, "follow_promotions": False},
+        # fp32, as the `detector` it is compared with (an int8 runner would box a little apart)
+        model={
+            "path": str(bundled_model),
+            "use_int8": False,
+            "watch": False,
+            "follow_promotions": False,
+        },  # fmt: skip
         outbox={"path": str(tmp_path / "outbox.sqlite3")},
         motion={"enabled": False},
         metrics={"enabled": False},

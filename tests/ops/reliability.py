@@ -52,7 +52,14 @@ def detector_config(model: Path, service: ServiceProcess, key: str, source: Path
     """Fast, light settings: short holds and retries so a scenario fits in CI time."""
     return {
         "detector_id": "edge-rel",
-        "model": {"path": str(model), "threads": 1, "watch": False, "follow_promotions": False},
+        # fp32, the model that picked the images (`violation_images`)
+        "model": {
+            "path": str(model),
+            "use_int8": False,
+            "threads": 1,
+            "watch": False,
+            "follow_promotions": False,
+        },
         "service": {
             "url": service.url,
             "api_key": key,
