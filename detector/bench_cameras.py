@@ -38,6 +38,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from detector.variant import VNNI_FLAGS, cpu_flags
+
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
 SIM = Path(__file__).resolve().parent / "rtsp_sim.py"
@@ -107,11 +109,10 @@ def _rss_mib(pid: int) -> float:
 def machine() -> dict[str, Any]:
     info = Path("/proc/cpuinfo").read_text()
     model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
-    flags = set((re.search(r"^flags\s*:\s*(.+)$", info, re.M) or [None, ""])[1].split())
     return {
         "cpu_count": os.cpu_count(),
         "cpu_model": model.group(1).strip() if model else "?",
-        "vnni": sorted(flags & {"avx512_vnni", "avx_vnni"}),
+        "vnni": sorted(cpu_flags() & VNNI_FLAGS),  # what model.use_int8: auto decides on
         "load_avg_1m_start": round(os.getloadavg()[0], 2),
     }
 

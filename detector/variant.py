@@ -23,10 +23,10 @@ from pathlib import Path
 import onnxruntime as ort
 
 from detector.config import ModelConfig
+from siteguard.model_versions import INT8_SUFFIX
 
 log = logging.getLogger(__name__)
 
-INT8_SUFFIX = "-int8"  # training/export.py names the variant of version V "V-int8"
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 CPUINFO = Path("/proc/cpuinfo")
 

@@ -31,9 +31,8 @@ from sqlalchemy.orm import Session
 
 from service.models import AuditFrame
 from service.schemas import AuditFigures
+from siteguard.model_versions import INT8_SUFFIX
 from training.worker_metrics import WorkerTally
-
-INT8_SUFFIX = "-int8"  # training/export.py names the int8 variant of version V "V-int8"
 
 
 def _arrays(boxes: Iterable[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from detector.inference import CLASS_CONF_KEY, OPERATING_CONF_KEY, parse_class_conf
+from siteguard.model_versions import INT8_SUFFIX
 from training.onnx_meta import read_metadata, write_metadata
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,7 @@ def export(options: ExportOptions) -> ExportResult:
         int8 = int8_out
         quantize_int8(out, int8, options.calib, options.calib_images)
         fp32_meta = read_metadata(out)
-        fp32_meta["siteguard_version"] = f"{meta['siteguard_version']}-int8"
+        fp32_meta["siteguard_version"] = meta["siteguard_version"] + INT8_SUFFIX
         fp32_meta["quantization"] = "int8 static QDQ per-channel (onnxruntime)"
         write_metadata(int8, fp32_meta)
         result.int8 = int8

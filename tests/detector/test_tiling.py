@@ -263,7 +263,7 @@ def test_runner_tiles_only_the_cameras_that_ask(
             "use_int8": False,
             "watch": False,
             "follow_promotions": False,
-        },  # fmt: skip
+        },
         outbox={"path": str(tmp_path / "outbox.sqlite3")},
         motion={"enabled": False},
         metrics={"enabled": False},
